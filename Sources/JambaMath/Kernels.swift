@@ -1,0 +1,112 @@
+// Kernels: elementwise and reduction kernels over f32 rows, vectorised with SIMD16 and several accumulators.
+import Foundation
+
+/// Row kernels. Swift does not vectorise a plain `Float` reduction (it must keep the sequential order), so sums
+/// are written over `SIMD16<Float>` with four accumulators; elementwise loops vectorise on their own.
+public enum Kernels {
+    /// Sum of squares of `n` floats.
+    @inline(__always)
+    public static func sumOfSquares(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+        var i = 0
+        let raw = UnsafeRawPointer(p)
+        while i + 64 <= n {
+            let v0 = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            let v1 = raw.loadUnaligned(fromByteOffset: 4 * (i + 16), as: SIMD16<Float>.self)
+            let v2 = raw.loadUnaligned(fromByteOffset: 4 * (i + 32), as: SIMD16<Float>.self)
+            let v3 = raw.loadUnaligned(fromByteOffset: 4 * (i + 48), as: SIMD16<Float>.self)
+            a0.addProduct(v0, v0); a1.addProduct(v1, v1); a2.addProduct(v2, v2); a3.addProduct(v3, v3)
+            i += 64
+        }
+        while i + 16 <= n {
+            let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            a0.addProduct(v, v)
+            i += 16
+        }
+        var s = ((a0 + a1) + (a2 + a3)).sum()
+        while i < n { s += p[i] * p[i]; i += 1 }
+        return s
+    }
+
+    /// Dot product of `n` floats.
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
+        var i = 0
+        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+        while i + 32 <= n {
+            a0.addProduct(ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self),
+                          rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self))
+            a1.addProduct(ra.loadUnaligned(fromByteOffset: 4 * (i + 16), as: SIMD16<Float>.self),
+                          rb.loadUnaligned(fromByteOffset: 4 * (i + 16), as: SIMD16<Float>.self))
+            i += 32
+        }
+        var s = (a0 + a1).sum()
+        while i < n { s += a[i] * b[i]; i += 1 }
+        return s
+    }
+
+    /// RMSNorm of each row in place: x = w ⊙ x / sqrt(mean(x²) + eps) (HF JambaRMSNorm: plain `w`, eps inside).
+    public static func rmsNorm(_ x: inout Matrix, weight: [Float], eps: Float) {
+        let d = x.cols
+        precondition(weight.count == d)
+        weight.withUnsafeBufferPointer { w in
+            x.storage.withUnsafeMutableBufferPointer { buf in
+                for r in 0..<x.rows {
+                    let row = buf.baseAddress! + r * d
+                    let scale = 1 / (sumOfSquares(row, d) / Float(d) + eps).squareRoot()
+                    for c in 0..<d { row[c] = w[c] * (row[c] * scale) }
+                }
+            }
+        }
+    }
+
+    /// out = RMSNorm(x) without touching x; `out` is resized to x's rows.
+    public static func rmsNorm(_ x: Matrix, weight: [Float], eps: Float, into out: inout Matrix) {
+        out.resize(rows: x.rows)
+        out.storage.withUnsafeMutableBufferPointer { o in
+            x.storage.withUnsafeBufferPointer { i in
+                o.baseAddress!.update(from: i.baseAddress!, count: x.count)
+            }
+        }
+        rmsNorm(&out, weight: weight, eps: eps)
+    }
+
+    @inline(__always)
+    public static func silu(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
+
+    /// torch.nn.functional.softplus with beta 1 and threshold 20.
+    @inline(__always)
+    public static func softplus(_ x: Float) -> Float { x > 20 ? x : Foundation.log1p(Foundation.exp(x)) }
+
+    /// a += b elementwise.
+    public static func add(_ a: inout Matrix, _ b: Matrix) {
+        precondition(a.count == b.count)
+        a.storage.withUnsafeMutableBufferPointer { ap in
+            b.storage.withUnsafeBufferPointer { bp in
+                for i in 0..<ap.count { ap[i] += bp[i] }
+            }
+        }
+    }
+
+    /// Softmax of a row in place (max-subtracted), returns nothing; `n` elements.
+    public static func softmax(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+        guard n > 0 else { return }
+        var m = -Float.infinity
+        for i in 0..<n where p[i] > m { m = p[i] }
+        var s: Float = 0
+        for i in 0..<n { let e = Foundation.exp(p[i] - m); p[i] = e; s += e }
+        let inv = 1 / s
+        for i in 0..<n { p[i] *= inv }
+    }
+
+    /// log(sum(exp(row))) computed stably, used for perplexity and golden checks.
+    public static func logSumExp(_ row: UnsafeBufferPointer<Float>) -> Float {
+        var m = -Float.infinity
+        for v in row where v > m { m = v }
+        guard m.isFinite else { return m }
+        var s: Double = 0
+        for v in row { s += Double(Foundation.exp(v - m)) }
+        return m + Float(Foundation.log(s))
+    }
+}

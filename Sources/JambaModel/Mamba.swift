@@ -1,0 +1,196 @@
+// Mamba: JambaMambaMixer, the selective state-space mixer with a causal depthwise conv and dt/B/C RMSNorms.
+import Foundation
+import JambaMath
+
+/// The Mamba mixer of Jamba (transformers' `JambaMambaMixer`, see jamba-math.md §4).
+///
+/// Checkpoint tensors (prefix `model.layers.{i}.mamba.`): `in_proj.weight` [2Di, H] (+`.bias`),
+/// `conv1d.weight` [Di, 1, K] and `conv1d.bias` [Di], `x_proj.weight` [R+2N, Di], `dt_layernorm.weight` [R],
+/// `b_layernorm.weight` [N], `c_layernorm.weight` [N], `dt_proj.weight` [Di, R], `dt_proj.bias` [Di],
+/// `A_log` [Di, N], `D` [Di], `out_proj.weight` [H, Di] (+`.bias`).
+public struct MambaMixer: Sendable {
+    public let inProj: Matrix
+    public let inProjBias: [Float]?
+    /// conv1d.weight transposed to [K, Di] so each tap is a contiguous row: tap K-1 multiplies the current token.
+    public let convWeight: [Float]
+    public let convBias: [Float]?
+    public let xProj: Matrix
+    public let dtNorm: RMSNorm
+    public let bNorm: RMSNorm
+    public let cNorm: RMSNorm
+    public let dtProj: Matrix
+    public let dtBias: [Float]
+    /// A = -exp(A_log) [Di, N], computed once at load.
+    public let a: [Float]
+    public let d: [Float]
+    public let outProj: Matrix
+    public let outProjBias: [Float]?
+    public let dInner: Int, dState: Int, dConv: Int, dtRank: Int
+
+    public init(inProj: Matrix, inProjBias: [Float]?, convWeight: [Float], convBias: [Float]?, xProj: Matrix,
+                dtNorm: RMSNorm, bNorm: RMSNorm, cNorm: RMSNorm, dtProj: Matrix, dtBias: [Float], aLog: [Float],
+                d: [Float], outProj: Matrix, outProjBias: [Float]?, dState: Int, dConv: Int) {
+        self.inProj = inProj; self.inProjBias = inProjBias
+        self.convWeight = convWeight; self.convBias = convBias
+        self.xProj = xProj; self.dtNorm = dtNorm; self.bNorm = bNorm; self.cNorm = cNorm
+        self.dtProj = dtProj; self.dtBias = dtBias
+        self.a = aLog.map { -Foundation.exp($0) }
+        self.d = d; self.outProj = outProj; self.outProjBias = outProjBias
+        self.dInner = dtProj.rows; self.dState = dState; self.dConv = dConv; self.dtRank = dtProj.cols
+    }
+
+    /// Runs the mixer over a ragged batch; `segments[s]` are sequence `states[s]`'s rows of `x`. out [T, H].
+    public func callAsFunction(_ x: Matrix, segments: [Range<Int>], states: inout [MambaState],
+                               into out: inout Matrix, scratch: inout MambaScratch) {
+        let di = dInner, n = dState, r = dtRank, rows = x.rows
+        BLAS.linear(x, inProj, into: &scratch.xz)  // x [T, H] · in_proj[2Di, H]ᵀ → xz [T, 2Di]; xs = [:, :Di], z = [:, Di:]
+        if let b = inProjBias { addBias(&scratch.xz, b) }
+
+        // Causal depthwise conv + SiLU per sequence, continuing from (and updating) its conv state.
+        scratch.u.resize(rows: rows)
+        for (s, seg) in segments.enumerated() where !seg.isEmpty {
+            conv(segment: seg, state: &states[s].conv, scratch: &scratch)
+        }
+
+        BLAS.linear(scratch.u, xProj, into: &scratch.dbc)  // u [T, Di] · x_proj[R+2N, Di]ᵀ → dbc [T, R+2N] = dt | B | C
+        scratch.dtr.resize(rows: rows)
+        scratch.dbc.storage.withUnsafeMutableBufferPointer { p in
+            scratch.dtr.storage.withUnsafeMutableBufferPointer { dp in
+                for t in 0..<rows {
+                    let row = p.baseAddress! + t * (r + 2 * n)
+                    Self.norm(row, r, dtNorm)
+                    Self.norm(row + r, n, bNorm)
+                    Self.norm(row + r + n, n, cNorm)
+                    (dp.baseAddress! + t * r).update(from: row, count: r)
+                }
+            }
+        }
+        BLAS.linear(scratch.dtr, dtProj, into: &scratch.dt)  // dt_r [T, R] · dt_proj[Di, R]ᵀ → dt [T, Di]
+        scratch.dt.storage.withUnsafeMutableBufferPointer { p in
+            dtBias.withUnsafeBufferPointer { b in
+                for t in 0..<rows {
+                    let row = p.baseAddress! + t * di
+                    for c in 0..<di { row[c] = Kernels.softplus(row[c] + b[c]) }
+                }
+            }
+        }
+
+        scratch.y.resize(rows: rows)
+        for (s, seg) in segments.enumerated() where !seg.isEmpty {
+            scan(segment: seg, ssm: &states[s].ssm, scratch: &scratch)
+        }
+        BLAS.linear(scratch.y, outProj, into: &out)  // y [T, Di] · out_proj[H, Di]ᵀ → out [T, H]
+        if let b = outProjBias { addBias(&out, b) }
+    }
+
+    private static func norm(_ p: UnsafeMutablePointer<Float>, _ count: Int, _ norm: RMSNorm) {
+        let scale = 1 / (Kernels.sumOfSquares(p, count) / Float(count) + norm.eps).squareRoot()
+        for i in 0..<count { p[i] = norm.weight[i] * (p[i] * scale) }
+    }
+
+    private func addBias(_ m: inout Matrix, _ b: [Float]) {
+        let cols = m.cols
+        m.storage.withUnsafeMutableBufferPointer { p in
+            for t in 0..<m.rows { for c in 0..<cols { p[t * cols + c] += b[c] } }
+        }
+    }
+
+    /// u[t, c] = SiLU(bias[c] + Σ_j w[j, c] · xs[t-K+1+j, c]), where inputs before the segment come from the
+    /// conv state (its newest K-1 rows). Afterwards the state holds the last K inputs.
+    private func conv(segment seg: Range<Int>, state: inout [Float], scratch: inout MambaScratch) {
+        let di = dInner, k = dConv, stride = 2 * di
+        scratch.xz.storage.withUnsafeBufferPointer { xz in
+            scratch.u.storage.withUnsafeMutableBufferPointer { up in
+                convWeight.withUnsafeBufferPointer { w in
+                    state.withUnsafeBufferPointer { st in
+                        for (i, t) in seg.enumerated() {
+                            let out = up.baseAddress! + t * di
+                            if let b = convBias { for c in 0..<di { out[c] = b[c] } } else { for c in 0..<di { out[c] = 0 } }
+                            for j in 0..<k {
+                                let src = i - (k - 1) + j  // position within the segment; < 0 reads the state
+                                let input: UnsafePointer<Float> = src >= 0
+                                    ? xz.baseAddress! + (seg.lowerBound + src) * stride
+                                    : st.baseAddress! + (k + src) * di
+                                let wj = w.baseAddress! + j * di
+                                for c in 0..<di { out[c] += wj[c] * input[c] }
+                            }
+                            for c in 0..<di { out[c] = Kernels.silu(out[c]) }
+                        }
+                    }
+                }
+            }
+            // New state: the last K inputs of (old state ++ segment inputs).
+            let len = seg.count
+            state.withUnsafeMutableBufferPointer { st in
+                if len >= k {
+                    for j in 0..<k {
+                        (st.baseAddress! + j * di).update(from: xz.baseAddress! + (seg.upperBound - k + j) * stride, count: di)
+                    }
+                } else {
+                    // Shift the old rows up by len, then append the segment's rows.
+                    for j in 0..<(k - len) { (st.baseAddress! + j * di).update(from: st.baseAddress! + (j + len) * di, count: di) }
+                    for j in 0..<len {
+                        (st.baseAddress! + (k - len + j) * di).update(from: xz.baseAddress! + (seg.lowerBound + j) * stride, count: di)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Selective scan: h = exp(dt·A) ⊙ h + (dt·u) B; y = h·C + D·u; y ⊙= SiLU(z). Continues from `ssm`.
+    private func scan(segment seg: Range<Int>, ssm: inout [Float], scratch: inout MambaScratch) {
+        let di = dInner, n = dState, r = dtRank, dbcStride = r + 2 * n
+        ssm.withUnsafeMutableBufferPointer { h in
+            scratch.dt.storage.withUnsafeBufferPointer { dtp in
+                scratch.u.storage.withUnsafeBufferPointer { up in
+                    scratch.dbc.storage.withUnsafeBufferPointer { dbc in
+                        scratch.xz.storage.withUnsafeBufferPointer { xz in
+                            scratch.y.storage.withUnsafeMutableBufferPointer { yp in
+                                a.withUnsafeBufferPointer { ap in
+                                    d.withUnsafeBufferPointer { dp in
+                                        for t in seg {
+                                            let bRow = dbc.baseAddress! + t * dbcStride + r
+                                            let cRow = bRow + n
+                                            let dtRow = dtp.baseAddress! + t * di
+                                            let uRow = up.baseAddress! + t * di
+                                            let zRow = xz.baseAddress! + t * 2 * di + di
+                                            let yRow = yp.baseAddress! + t * di
+                                            for c in 0..<di {
+                                                let dtc = dtRow[c], uc = uRow[c]
+                                                let hc = h.baseAddress! + c * n
+                                                let ac = ap.baseAddress! + c * n
+                                                let du = dtc * uc
+                                                var acc: Float = 0
+                                                for j in 0..<n {
+                                                    let hv = Foundation.exp(dtc * ac[j]) * hc[j] + du * bRow[j]
+                                                    hc[j] = hv
+                                                    acc += hv * cRow[j]
+                                                }
+                                                yRow[c] = (acc + dp[c] * uc) * Kernels.silu(zRow[c])
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reusable buffers of a Mamba mixer call.
+public struct MambaScratch: Sendable {
+    public var xz, u, dbc, dtr, dt, y: Matrix
+
+    public init(config: JambaConfig) {
+        let di = config.mambaInner, n = config.mambaDState, r = config.mambaDtRank
+        xz = Matrix(zeros: 0, 2 * di)
+        u = Matrix(zeros: 0, di)
+        dbc = Matrix(zeros: 0, r + 2 * n)
+        dtr = Matrix(zeros: 0, r)
+        dt = Matrix(zeros: 0, di)
+        y = Matrix(zeros: 0, di)
+    }
+}
