@@ -79,7 +79,7 @@ public struct Engine<Executor: ExpertExecutor> {
     public func validate(prompt: [Int], params: SamplingParams) throws {
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
         try params.validate()
-        for t in prompt where t < 0 || t >= model.config.vocabSize {
+        for t in prompt + params.stopTokens where t < 0 || t >= model.config.vocabSize {
             throw ModelError.tokenOutOfRange(id: t, vocabSize: model.config.vocabSize)
         }
         guard prompt.count < limits.maxContext else {
@@ -149,7 +149,7 @@ public struct Engine<Executor: ExpertExecutor> {
             events.append(.token(request: r.id, token: token))
             let params = r.sampler.params
             var reason: FinishReason?
-            if !params.ignoreEOS && model.config.eosTokenId.contains(token) { reason = .eos }
+            if (!params.ignoreEOS && model.config.eosTokenId.contains(token)) || params.stopTokens.contains(token) { reason = .eos }
             else if r.generated.count >= params.maxTokens { reason = .length }
             else if r.prompt.count + r.generated.count >= limits.maxContext { reason = .length }
             if let reason {

@@ -14,14 +14,18 @@ public struct SamplingParams: Sendable, Equatable {
     public var maxTokens: Int = 64
     /// Keep generating after EOS (benchmarks, golden comparisons).
     public var ignoreEOS = false
+    /// More tokens that end generation like EOS (as vLLM's stop_token_ids); not affected by `ignoreEOS`.
+    public var stopTokens: [Int] = []
 
-    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64? = nil, maxTokens: Int = 64, ignoreEOS: Bool = false) {
+    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64? = nil, maxTokens: Int = 64, ignoreEOS: Bool = false,
+                stopTokens: [Int] = []) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
         self.seed = seed
         self.maxTokens = maxTokens
         self.ignoreEOS = ignoreEOS
+        self.stopTokens = stopTokens
     }
 
     public func validate() throws {
