@@ -1,0 +1,190 @@
+// RemoteExpertExecutor: the ExpertExecutor that runs each MoE layer's experts on the workers over ZeroMQ.
+import Foundation
+import JambaMath
+import JambaModel
+import JambaScheduler
+import JambaWire
+import ZeroMQ
+
+/// Per MoE layer: split each expert's rows among its live holders (least-loaded first, by measured speed),
+/// send each worker ONE request with all of its experts' rows, wait for every reply, and put the outputs back
+/// in batch order. Rows of a worker that fails or is lost are re-sent to another holder once; if an expert
+/// has no holder left, the step fails with an error naming it. Gate scaling happens here, exactly as in
+/// `LocalExpertExecutor`, so local and remote runs do the same float operations.
+struct RemoteExpertExecutor: ExpertExecutor {
+    let link: WorkerLink
+    let hidden: Int
+    let requestTimeout: Double
+    /// Called with (layer, rows per expert) for the routing statistics window.
+    let onRouted: (Int, [Int]) -> Void
+    /// Called with (worker, rows, busy seconds) for the per-worker statistics and speed estimate.
+    let onServed: (WorkerID, Int, Double) -> Void
+    let speedOf: (WorkerID) -> Double
+    private var step: UInt64 = 0
+    private let poller: Poller
+
+    init(link: WorkerLink, hidden: Int, requestTimeout: Double, onRouted: @escaping (Int, [Int]) -> Void,
+         onServed: @escaping (WorkerID, Int, Double) -> Void, speedOf: @escaping (WorkerID) -> Double) throws {
+        self.link = link
+        self.hidden = hidden
+        self.requestTimeout = requestTimeout
+        self.onRouted = onRouted
+        self.onServed = onServed
+        self.speedOf = speedOf
+        poller = Poller()
+        _ = try poller.add(link.socket)
+    }
+
+    /// Rows of one batch still to compute: indices into that batch's rows, ascending.
+    private struct Pending {
+        let batch: Int
+        var rows: [Int]
+    }
+
+    /// One worker's request in flight: for each expert in it, the batch and the row indices it carries.
+    private struct Sent {
+        let worker: WorkerID
+        let parts: [Pending]
+    }
+
+    private struct Failure {
+        var parts: [Pending] = []
+        var workers = Set<WorkerID>()
+        var reason = ""
+    }
+
+    mutating func run(layer: Int, batches: [ExpertBatch]) throws -> [Matrix] {
+        step += 1
+        var outputs = batches.map { Matrix(zeros: $0.rows.rows, hidden) }
+        var counts = [Int](repeating: 0, count: (batches.map(\.expert).max() ?? -1) + 1)
+        for b in batches { counts[b.expert] = b.rows.rows }
+        onRouted(layer, counts)
+
+        var pending = batches.indices.map { Pending(batch: $0, rows: Array(0..<batches[$0].rows.rows)) }
+        var excluded = Set<WorkerID>()
+        for attempt in 1...3 {
+            let failed = try dispatchOnce(layer: layer, pending: pending, batches: batches, excluded: excluded, outputs: &outputs)
+            if failed.parts.isEmpty { break }
+            guard attempt < 3 else {
+                throw ClusterError.workerLost(worker: failed.workers.compactMap { link.registry[$0]?.name }.joined(separator: ","),
+                                              detail: failed.reason)
+            }
+            link.log.warning("re-sending rows of failed workers to other holders",
+                             metadata: ["layer": "\(layer)", "reason": "\(failed.reason)"])
+            excluded.formUnion(failed.workers)
+            // Merge the failed parts per batch: the retry plans each expert once.
+            var merged: [Int: [Int]] = [:]
+            for p in failed.parts { merged[p.batch, default: []] += p.rows }
+            pending = merged.keys.sorted().map { Pending(batch: $0, rows: (merged[$0] ?? []).sorted()) }
+        }
+        for (i, b) in batches.enumerated() { LocalExpertExecutor.scale(&outputs[i], by: b.gates) }
+        return outputs
+    }
+
+    /// Plans, sends and collects one round. Returns the parts that failed (worker lost, error reply, timeout).
+    private mutating func dispatchOnce(layer: Int, pending: [Pending], batches: [ExpertBatch], excluded: Set<WorkerID>,
+                                       outputs: inout [Matrix]) throws -> Failure {
+        var state: [WorkerID: WorkerLoadState] = [:]
+        for w in link.registry.live where !excluded.contains(w.id) {
+            state[w.id] = WorkerLoadState(queuedRows: 0, speed: speedOf(w.id))
+        }
+        let keyOf = { (p: Pending) in ExpertKey(layer: layer, expert: batches[p.batch].expert) }
+        let index = Dictionary(uniqueKeysWithValues: pending.enumerated().map { (keyOf($0.element), $0.offset) })
+        let plan: DispatchPlan
+        do {
+            plan = try Dispatch.plan(experts: pending.map { JambaScheduler.ExpertRows(expert: keyOf($0), rows: $0.rows.count) },
+                                     assignment: link.registry.routableAssignment, state: state)
+        } catch let SchedulerError.noAvailableHolder(key) {
+            throw ClusterError.noHolder(layer: key.layer, expert: key.expert)
+        }
+        var sent: [UInt64: Sent] = [:]
+        var failure = Failure()
+        for (worker, slices) in plan.byWorker.sorted(by: { $0.key < $1.key }) {
+            guard let rec = link.registry[worker] else { continue }
+            let parts = slices.compactMap { s -> Pending? in
+                guard let i = index[s.expert] else { return nil }
+                return Pending(batch: pending[i].batch, rows: Array(pending[i].rows[s.rows]))
+            }
+            let rows = parts.map { p -> JambaWire.ExpertRows in
+                let b = batches[p.batch]
+                let m = p.rows.count == b.rows.rows ? b.rows : b.rows.gatherRows(p.rows)
+                return JambaWire.ExpertRows(expertID: UInt32(b.expert), rows: m)
+            }
+            let id = link.newRequestID()
+            let req = ExpertBatchCodec.makeRequest(requestID: id, stepID: step, layer: UInt32(layer), experts: rows)
+            link.await(id)
+            if link.send(.request(req), to: rec.identity) {
+                sent[id] = Sent(worker: worker, parts: parts)
+                link.registry[worker]?.inFlight += 1
+            } else {
+                link.cancelAwait(id)
+                failure.parts += parts
+                failure.workers.insert(worker)
+                failure.reason = "worker unreachable"
+            }
+        }
+        let deadline = Date().addingTimeInterval(requestTimeout)
+        while !sent.isEmpty {
+            for (id, s) in sent {
+                if let (_, reply) = link.takeReply(id) {
+                    sent[id] = nil
+                    link.registry[s.worker]?.inFlight -= 1
+                    do {
+                        try accept(reply, id: id, sent: s, layer: layer, batches: batches, outputs: &outputs)
+                    } catch {
+                        link.log.warning("expert reply failed", metadata: ["worker": "\(link.registry[s.worker]?.name ?? "?")", "error": "\(error)"])
+                        failure.parts += s.parts
+                        failure.workers.insert(s.worker)
+                        failure.reason = "\(error)"
+                    }
+                } else if link.registry[s.worker]?.isUp != true {
+                    link.cancelAwait(id)
+                    sent[id] = nil
+                    failure.parts += s.parts
+                    failure.workers.insert(s.worker)
+                    failure.reason = "stopped answering (missed heartbeats)"
+                }
+            }
+            if sent.isEmpty { break }
+            if Date() > deadline {
+                for (id, s) in sent {
+                    link.cancelAwait(id)
+                    link.registry.markLost(s.worker)
+                    failure.parts += s.parts
+                    failure.workers.insert(s.worker)
+                }
+                failure.reason = "no reply within \(requestTimeout) s"
+                break
+            }
+            _ = try poller.poll(timeoutMilliseconds: 20)
+            link.drain()
+            for lost in link.registry.expire(now: Date()) {
+                link.log.warning("worker missed heartbeats; marked lost", metadata: ["worker": "\(lost.name)"])
+            }
+        }
+        return failure
+    }
+
+    private func accept(_ reply: Jamba_V1_ExpertBatchReply, id: UInt64, sent: Sent, layer: Int, batches: [ExpertBatch],
+                        outputs: inout [Matrix]) throws {
+        let expected = sent.parts.map { (expertID: UInt32(batches[$0.batch].expert), rows: $0.rows.count) }
+        let outcomes = try ExpertBatchCodec.decodeReply(reply, requestID: id, layer: UInt32(layer), expected: expected, hidden: hidden)
+        for (part, outcome) in zip(sent.parts, outcomes) {
+            switch outcome {
+            case let .output(m): scatter(m, into: &outputs[part.batch], rows: part.rows)
+            case let .failed(e): throw ClusterError(e)
+            }
+        }
+        onServed(sent.worker, expected.reduce(0) { $0 + $1.rows }, Double(reply.computeMicros) / 1e6)
+    }
+
+    /// dst[rows[i], :] = src[i, :]
+    private func scatter(_ src: Matrix, into dst: inout Matrix, rows: [Int]) {
+        let h = hidden
+        dst.storage.withUnsafeMutableBufferPointer { d in
+            src.storage.withUnsafeBufferPointer { s in
+                for (i, r) in rows.enumerated() { (d.baseAddress! + r * h).update(from: s.baseAddress! + i * h, count: h) }
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+// WorkerCore: an expert worker's state and request handling, free of sockets (the service does the I/O).
+import Foundation
+import JambaLoader
+import JambaMath
+import JambaModel
+import JambaWire
+
+/// What an expert worker holds and how it answers an expert batch.
+public struct WorkerCore {
+    public let config: JambaConfig
+    public let checkpoint: Checkpoint
+    public private(set) var store: ExpertStore
+    /// The assignment epoch whose experts are loaded.
+    public private(set) var epoch: UInt64 = 0
+    public private(set) var rowsServed: UInt64 = 0
+    public private(set) var busyMicros: UInt64 = 0
+    private var scratch: MLPScratch
+    public let maxTensorBytes: Int
+
+    public init(config: JambaConfig, checkpoint: Checkpoint, maxTensorBytes: Int = TensorCodec.defaultMaxTensorBytes) {
+        self.config = config
+        self.checkpoint = checkpoint
+        self.maxTensorBytes = maxTensorBytes
+        store = ExpertStore(intermediateSize: config.intermediateSize)
+        scratch = MLPScratch(intermediate: config.intermediateSize)
+    }
+
+    /// Experts named by an assignment, validated against the model (an unknown layer or expert is refused).
+    public func experts(of assignment: Jamba_V1_Assignment) throws -> Set<ExpertID> {
+        var ids = Set<ExpertID>()
+        let moe = Set(config.moeLayers)
+        for l in assignment.layers {
+            guard moe.contains(Int(l.layer)) else {
+                throw WireError.invalid(field: "assignment.layers.layer", reason: "layer \(l.layer) has no experts in this model")
+            }
+            for e in l.experts {
+                guard e < config.numExperts else {
+                    throw WireError.invalid(field: "assignment.layers.experts", reason: "layer \(l.layer) has no expert \(e) (num_experts \(config.numExperts))")
+                }
+                ids.insert(ExpertID(layer: Int(l.layer), expert: Int(e)))
+            }
+        }
+        return ids
+    }
+
+    /// Builds the store for `wanted`, reusing what is already loaded: only new experts are read from disk.
+    /// Runs off the serving thread; the result is installed with `install`.
+    public static func load(_ wanted: Set<ExpertID>, reusing current: ExpertStore, checkpoint: Checkpoint,
+                            config: JambaConfig) throws -> ExpertStore {
+        var next = ExpertStore(intermediateSize: config.intermediateSize)
+        var kept: [ExpertID: MLP] = [:]
+        for id in wanted { if let m = current.experts[id] { kept[id] = m } }
+        next = ExpertStore(experts: kept, intermediateSize: config.intermediateSize)
+        for id in wanted.sorted() where kept[id] == nil { try next.add(id, from: checkpoint, config: config) }
+        return next
+    }
+
+    public mutating func install(_ store: ExpertStore, epoch: UInt64) {
+        self.store = store
+        self.epoch = epoch
+    }
+
+    /// Held experts grouped per layer, as the wire lists them.
+    public var heldLayers: [Jamba_V1_LayerExperts] { WireConversions.layerExperts(store.ids.map { ($0.layer, $0.expert) }) }
+
+    /// Answers one expert batch: each expert's rows through its SwiGLU MLP (one sgemm chain per expert).
+    /// A malformed request fails as a whole; an expert not held here fails alone with UNKNOWN_EXPERT.
+    public mutating func serve(_ request: Jamba_V1_ExpertBatchRequest, queueMicros: UInt64) -> Jamba_V1_ExpertBatchReply {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let inputs: [ExpertRows]
+        do {
+            inputs = try ExpertBatchCodec.decodeRequest(request, hidden: config.hiddenSize, maxTensorBytes: maxTensorBytes)
+        } catch {
+            return ExpertBatchCodec.makeErrorReply(requestID: request.requestID, layer: request.layer, error: error.asProto(requestID: request.requestID))
+        }
+        var outcomes: [ExpertOutcome] = []
+        var perExpert: [UInt64] = []
+        for input in inputs {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            guard let mlp = store.expert(layer: Int(request.layer), expert: Int(input.expertID)) else {
+                outcomes.append(.failed(Jamba_V1_Error(code: .unknownExpert,
+                    message: "expert \(input.expertID) of layer \(request.layer) is not held by this worker (epoch \(epoch))",
+                    requestID: request.requestID)))
+                perExpert.append(0)
+                continue
+            }
+            var out = Matrix(zeros: 0, config.hiddenSize)
+            mlp(input.rows, into: &out, scratch: &scratch)  // rows [n, H] → SwiGLU → out [n, H]
+            rowsServed += UInt64(input.rows.rows)
+            outcomes.append(.output(out))
+            perExpert.append((DispatchTime.now().uptimeNanoseconds - t0) / 1000)
+        }
+        let micros = (DispatchTime.now().uptimeNanoseconds - start) / 1000
+        busyMicros += micros
+        return ExpertBatchCodec.makeReply(to: request, outcomes: outcomes, computeMicros: micros,
+                                          queueMicros: queueMicros, perExpertMicros: perExpert)
+    }
+}

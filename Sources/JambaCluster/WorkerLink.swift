@@ -1,0 +1,128 @@
+// WorkerLink: the coordinator's ROUTER socket to its workers: sends, receives, and waits for expert replies.
+import Foundation
+import JambaScheduler
+import JambaWire
+import Logging
+import ZeroMQ
+
+/// A message from a worker that is not an awaited expert reply; handled by the coordinator's loop.
+struct WorkerMessage {
+    let identity: [UInt8]
+    let message: Jamba_V1_WorkerToCoordinator
+}
+
+/// Owns the worker-facing socket and the worker registry. Lives on the coordinator's thread only.
+final class WorkerLink {
+    let socket: Socket
+    var registry: WorkerRegistry
+    let log: Logger
+    let maxMessageBytes: Int
+    /// Replies that arrived for requests being awaited, by request id.
+    private var replies: [UInt64: (from: WorkerID, reply: Jamba_V1_ExpertBatchReply)] = [:]
+    private var awaited = Set<UInt64>()
+    private var nextRequestID: UInt64 = 1
+    /// Control messages (register, ready, errors) received while a step was waiting; handled between steps.
+    private(set) var deferred: [WorkerMessage] = []
+
+    init(socket: Socket, heartbeatTimeout: Double, log: Logger, maxMessageBytes: Int) {
+        self.socket = socket
+        registry = WorkerRegistry(heartbeatTimeout: heartbeatTimeout)
+        self.log = log
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    func takeDeferred() -> [WorkerMessage] {
+        defer { deferred.removeAll() }
+        return deferred
+    }
+
+    /// Sends to a worker. A ROUTER with ROUTER_MANDATORY fails with EHOSTUNREACH when the peer is gone:
+    /// that worker is marked lost at once instead of waiting for its heartbeats to stop.
+    @discardableResult
+    func send(_ msg: Jamba_V1_CoordinatorToWorker.OneOf_Msg, to identity: [UInt8]) -> Bool {
+        var env = Jamba_V1_CoordinatorToWorker()
+        env.msg = msg
+        do {
+            try socket.send([identity, try env.serialized(maxBytes: maxMessageBytes)])
+            return true
+        } catch let e as ZMQError where e.isHostUnreachable {
+            let id = WorkerRegistry.id(of: identity)
+            if registry[id]?.isUp == true {
+                log.warning("worker unreachable; marking lost", metadata: ["worker": "\(registry[id]?.name ?? "?")"])
+                registry.markLost(id)
+            }
+            return false
+        } catch {
+            log.error("send to worker failed", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    func newRequestID() -> UInt64 {
+        defer { nextRequestID += 1 }
+        return nextRequestID
+    }
+
+    func await(_ id: UInt64) { awaited.insert(id) }
+
+    func cancelAwait(_ id: UInt64) {
+        awaited.remove(id)
+        replies[id] = nil
+    }
+
+    func takeReply(_ id: UInt64) -> (from: WorkerID, reply: Jamba_V1_ExpertBatchReply)? {
+        guard let r = replies.removeValue(forKey: id) else { return nil }
+        awaited.remove(id)
+        return r
+    }
+
+    /// Receives everything waiting on the socket. Heartbeats update the registry here; awaited replies are
+    /// kept for `takeReply`; anything else is deferred to the loop. Garbage gets an error reply.
+    func drain() {
+        while true {
+            let frames: [[UInt8]]?
+            do { frames = try socket.receiveMultipart(dontWait: true) } catch {
+                log.error("receive from workers failed", metadata: ["error": "\(error)"])
+                return
+            }
+            guard let frames else { return }
+            handle(frames)
+        }
+    }
+
+    private func handle(_ frames: [[UInt8]]) {
+        guard frames.count == 2, !frames[0].isEmpty else {
+            log.warning("dropping worker-side message with \(frames.count) frames")
+            if let identity = frames.first, frames.count >= 1 {
+                send(.error(Jamba_V1_Error(code: .malformed, message: "expected exactly one frame after the routing id, got \(frames.count - 1)")), to: identity)
+            }
+            return
+        }
+        let identity = frames[0]
+        let env: Jamba_V1_WorkerToCoordinator
+        do {
+            env = try Jamba_V1_WorkerToCoordinator.parse(frames[1], maxBytes: maxMessageBytes)
+        } catch {
+            log.warning("malformed message on the worker endpoint", metadata: ["error": "\(error)"])
+            send(.error(error.asProto()), to: identity)
+            return
+        }
+        let id = WorkerRegistry.id(of: identity)
+        if registry[id]?.isUp == true { registry[id]?.lastHeard = Date() }
+        switch env.msg {
+        case .heartbeat(let hb) where registry[id]?.isUp == true:
+            registry[id]?.residentBytes = hb.residentBytes
+            registry[id]?.rowsServed = hb.rowsServed
+            registry[id]?.busyMicros = hb.busyMicros
+            var ack = Jamba_V1_HeartbeatAck()
+            ack.epoch = registry[id]?.assignedEpoch ?? 0
+            send(.heartbeatAck(ack), to: identity)
+        case .reply(let r) where awaited.contains(r.requestID):
+            replies[r.requestID] = (id, r)
+        case .reply(let r):
+            log.warning("reply to a request not awaited (late or unknown)", metadata: ["request": "\(r.requestID)"])
+        default:
+            deferred.append(WorkerMessage(identity: identity, message: env))
+        }
+    }
+}

@@ -1,0 +1,107 @@
+// WorkerRegistry: what the coordinator knows of each expert worker (liveness, assignment, held experts, load).
+import Foundation
+import JambaScheduler
+import JambaWire
+
+/// One registered worker as the coordinator sees it.
+public struct WorkerRecord: Sendable {
+    public enum State: String, Sendable { case joining, live, lost }
+
+    /// The ZeroMQ routing id: unique per worker process.
+    public let identity: [UInt8]
+    public let id: WorkerID
+    public let name: String
+    public let address: String
+    public var state: State = .joining
+    public var slots: Int
+    public var threads: Int
+    /// The experts of the last assignment sent, and its epoch.
+    public var assigned: Set<ExpertKey> = []
+    public var assignedEpoch: UInt64 = 0
+    /// The experts the worker confirmed resident (AssignmentReady), and that epoch.
+    public var held: Set<ExpertKey> = []
+    public var readyEpoch: UInt64 = 0
+    public var lastHeard = Date()
+    public var residentBytes: UInt64 = 0
+    public var rowsServed: UInt64 = 0
+    public var busyMicros: UInt64 = 0
+    /// Expert batch requests sent and not yet answered.
+    public var inFlight = 0
+
+    /// Experts a batch may be sent to now: confirmed resident and still assigned (a copy being dropped is not).
+    public var routable: Set<ExpertKey> { state == .live ? held.intersection(assigned) : [] }
+    public var isUp: Bool { state != .lost }
+}
+
+/// All workers, keyed by routing id. A value type: the coordinator's loop is its only writer.
+public struct WorkerRegistry: Sendable {
+    public private(set) var workers: [WorkerID: WorkerRecord] = [:]
+    public let heartbeatTimeout: Double
+
+    public init(heartbeatTimeout: Double) {
+        self.heartbeatTimeout = heartbeatTimeout
+    }
+
+    public static func id(of identity: [UInt8]) -> WorkerID {
+        WorkerID(identity.map { String(format: "%02x", $0) }.joined())
+    }
+
+    public subscript(id: WorkerID) -> WorkerRecord? {
+        get { workers[id] }
+        set { workers[id] = newValue }
+    }
+
+    public var up: [WorkerRecord] { workers.values.filter(\.isUp).sorted { $0.id < $1.id } }
+    public var live: [WorkerRecord] { workers.values.filter { $0.state == .live }.sorted { $0.id < $1.id } }
+
+    /// Adds a worker after a valid Register. A name seen before from a lost worker is a new record: the
+    /// process restarted and holds nothing.
+    public mutating func register(identity: [UInt8], name: String, address: String, slots: Int, threads: Int, now: Date) -> WorkerRecord {
+        let id = Self.id(of: identity)
+        let rec = WorkerRecord(identity: identity, id: id, name: name, address: address, slots: slots, threads: threads, lastHeard: now)
+        workers[id] = rec
+        return rec
+    }
+
+    /// Marks workers silent for longer than the timeout as lost; returns them.
+    public mutating func expire(now: Date) -> [WorkerRecord] {
+        var lost: [WorkerRecord] = []
+        for (id, w) in workers where w.isUp && now.timeIntervalSince(w.lastHeard) > heartbeatTimeout {
+            workers[id]?.state = .lost
+            workers[id]?.inFlight = 0
+            lost.append(workers[id] ?? w)
+        }
+        return lost
+    }
+
+    public mutating func markLost(_ id: WorkerID) {
+        workers[id]?.state = .lost
+        workers[id]?.inFlight = 0
+    }
+
+    /// Drops lost workers from the table after a grace period so status does not grow without bound.
+    public mutating func forget(lostFor seconds: Double, now: Date) {
+        workers = workers.filter { $0.value.isUp || now.timeIntervalSince($0.value.lastHeard) < seconds }
+    }
+
+    /// Holders a dispatch may use, as a scheduler assignment.
+    public var routableAssignment: Assignment {
+        var a = Assignment()
+        for w in live { for k in w.routable { a.add(k, to: w.id) } }
+        return a
+    }
+
+    /// What was last sent to the workers that are up.
+    public var assignedAssignment: Assignment {
+        var a = Assignment()
+        for w in up { for k in w.assigned { a.add(k, to: w.id) } }
+        return a
+    }
+
+    /// Whether every expert has at least one routable holder.
+    public func covers(layers: [Int], numExperts: Int) -> Bool {
+        var covered = Set<ExpertKey>()
+        for w in live { covered.formUnion(w.routable) }
+        return covered.count == layers.count * numExperts
+    }
+}

@@ -1,0 +1,53 @@
+// jamba-worker: holds a shard of a Jamba model's experts and computes expert batches for a coordinator.
+import ArgumentParser
+import Foundation
+import JambaCluster
+import JambaMath
+import Logging
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jamba-worker",
+        abstract: "Serve Jamba experts to a jamba-coordinator.")
+
+    @Option(help: "Model folder (the same checkpoint as the coordinator's).") var model: String
+    @Option(help: "The coordinator's worker endpoint, e.g. tcp://10.0.0.5:7401.") var coordinator = "tcp://127.0.0.1:7401"
+    @Option(help: "BLAS threads for expert matrix products.") var threads = 1
+    @Option(help: "Name shown in status (default: host-pid).") var name: String?
+    @Option(help: "Expert slots offered (one slot = one expert of one layer; default: from memory).") var expertSlots: Int?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+
+    func validate() throws {
+        guard FileManager.default.fileExists(atPath: model + "/config.json") else {
+            throw ValidationError("no config.json in model folder '\(model)'")
+        }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
+        if let expertSlots, expertSlots < 1 { throw ValidationError("--expert-slots must be ≥ 1") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        let log = Logger(label: "jamba-worker[\(workerName)]")
+        BLAS.setThreads(threads)
+        var s = WorkerSettings(modelDirectory: URL(fileURLWithPath: model), coordinator: coordinator, name: workerName, threads: threads)
+        s.expertSlots = expertSlots
+        do {
+            let stop = try StopSignal()
+            let service = try WorkerService(settings: s, logger: log)
+            FileHandle.standardOutput.write(Data(("jamba-worker \(workerName): coordinator \(coordinator)" + "\n").utf8))
+            try service.run(stop: stop)
+        } catch {
+            log.critical("worker failed", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+    }
+}
+
+WorkerCommand.main()
