@@ -82,12 +82,37 @@ struct Status: ParsableCommand {
 
     @OptionGroup var target: CoordinatorOptions
     @Flag(name: .long, help: "Print one JSON object.") var json = false
+    @Option(name: .long, help: "Wait up to this many seconds until the cluster is ready (every expert held by a live worker).")
+    var waitReady: Double?
+    @Option(name: .long, help: "With --wait-ready: also wait for at least this many live workers.")
+    var minWorkers = 1
 
     func run() throws {
         try reportingErrors {
-            let s = try target.client().status()
+            var s: Jamba_V1_StatusReply
+            if let waitReady {
+                // Keep asking (a coordinator still loading its weights does not answer yet) until ready or late.
+                let deadline = Date().addingTimeInterval(waitReady)
+                var last: Jamba_V1_StatusReply?
+                while true {
+                    last = (try? target.client().status()) ?? last
+                    if let l = last, Self.isReady(l, minWorkers: minWorkers) { s = l; break }
+                    guard Date() < deadline else {
+                        let live = last?.workers.filter { $0.state == .live }.count
+                        throw ValidationError("cluster not ready after \(waitReady) s (" + (live.map { "\($0) live worker(s)" } ?? "coordinator not answering") + ")")
+                    }
+                    Thread.sleep(forTimeInterval: 0.2)
+                }
+            } else {
+                s = try target.client().status()
+            }
             if json { try printJSON(StatusView(s)) } else { print(StatusView(s).table(), terminator: "") }
         }
+    }
+
+    static func isReady(_ s: Jamba_V1_StatusReply, minWorkers: Int) -> Bool {
+        s.workers.filter { $0.state == .live }.count >= minWorkers && !s.layers.isEmpty
+            && s.layers.allSatisfy { $0.experts.allSatisfy { !$0.holders.isEmpty } }
     }
 }
 

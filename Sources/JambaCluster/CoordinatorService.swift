@@ -70,10 +70,13 @@ public final class CoordinatorService {
         context = try ZMQContext()
         clientSocket = try Socket(context, type: .router)
         try clientSocket.set(.routerMandatory(true))
+        // A peer whose queue is full must not stall the loop that serves everyone: give up on it after 2 s.
+        try clientSocket.set(.sendTimeout(milliseconds: 2000))
         try clientSocket.set(.maxMessageSize(Int64(settings.maxMessageBytes)))
         try clientSocket.bind(settings.clientEndpoint)
         let workerSocket = try Socket(context, type: .router)
         try workerSocket.set(.routerMandatory(true))
+        try workerSocket.set(.sendTimeout(milliseconds: 2000))
         try workerSocket.set(.maxMessageSize(Int64(settings.maxMessageBytes)))
         try workerSocket.bind(settings.workerEndpoint)
         link = WorkerLink(socket: workerSocket, heartbeatTimeout: settings.heartbeatTimeout, log: logger,
@@ -155,6 +158,8 @@ public final class CoordinatorService {
             try? window.record(layer: layer, expertCounts: padded, at: t)
         }
         for (w, rows, busy) in stats.served {
+            link.registry[w]?.rowsServed += UInt64(rows)
+            link.registry[w]?.busyMicros += UInt64(busy * 1e6)
             try? workerWindow.record(worker: w, rows: rows, busySeconds: busy, at: t)
             if let s = workerWindow.speed(of: w, now: t), s > 0 { stats.speed[w] = s }
         }

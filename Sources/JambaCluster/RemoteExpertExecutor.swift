@@ -62,9 +62,18 @@ struct RemoteExpertExecutor: ExpertExecutor {
 
         var pending = batches.indices.map { Pending(batch: $0, rows: Array(0..<batches[$0].rows.rows)) }
         var excluded = Set<WorkerID>()
+        var lastFailure: Failure?
         for attempt in 1...3 {
-            let failed = try dispatchOnce(layer: layer, pending: pending, batches: batches, excluded: excluded, outputs: &outputs)
+            let failed: Failure
+            do {
+                failed = try dispatchOnce(layer: layer, pending: pending, batches: batches, excluded: excluded, outputs: &outputs)
+            } catch let ClusterError.noHolder(l, e) where lastFailure != nil {
+                // The only holder of an expert was the worker that just failed: say both things.
+                let names = lastFailure?.workers.compactMap { link.registry[$0]?.name }.joined(separator: ",") ?? "?"
+                throw ClusterError.workerLost(worker: names, detail: "\(lastFailure?.reason ?? "failed"); no other live worker holds expert \(e) of layer \(l)")
+            }
             if failed.parts.isEmpty { break }
+            lastFailure = failed
             guard attempt < 3 else {
                 throw ClusterError.workerLost(worker: failed.workers.compactMap { link.registry[$0]?.name }.joined(separator: ","),
                                               detail: failed.reason)

@@ -111,9 +111,9 @@ final class WorkerLink {
         if registry[id]?.isUp == true { registry[id]?.lastHeard = Date() }
         switch env.msg {
         case .heartbeat(let hb) where registry[id]?.isUp == true:
+            // Rows served and busy time are counted from the replies themselves (up to date at every step);
+            // the heartbeat's own counters would lag by up to an interval.
             registry[id]?.residentBytes = hb.residentBytes
-            registry[id]?.rowsServed = hb.rowsServed
-            registry[id]?.busyMicros = hb.busyMicros
             var ack = Jamba_V1_HeartbeatAck()
             ack.epoch = registry[id]?.assignedEpoch ?? 0
             send(.heartbeatAck(ack), to: identity)
