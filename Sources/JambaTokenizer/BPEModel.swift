@@ -6,15 +6,7 @@ struct BPEScratch {
     var symbols: [Int32] = []
     var prev: [Int32] = []
     var next: [Int32] = []
-    var heap: [MergeCandidate] = []
     var cache = ChunkCache()
-}
-
-/// A pending merge. `key` is `rank << 32 | position`, so ordering by key is HF's order: lowest rank first, then
-/// leftmost position.
-struct MergeCandidate {
-    var key: UInt64
-    var newId: Int32
 }
 
 struct BPEModel: Sendable {
@@ -27,76 +19,86 @@ struct BPEModel: Sendable {
     private let unkId: Int32
     private let fuseUnk: Bool
     private let ignoreMerges: Bool
-    private let vocab: [String: Int]
-    /// UTF-8 of a scalar that no merge ever joins onto from the left (see `init`); empty disables chunking.
+    /// Token bytes to id. Keyed by bytes, not `String`: Swift string equality is canonical equivalence, which
+    /// would conflate tokens such as "é" and "e\u{301}" that the vocab keeps apart.
+    let vocab: [[UInt8]: Int32]
+    /// UTF-8 of the boundary scalar (▁) at which words are cut into independently merged chunks (see `init`);
+    /// empty disables chunking.
     let chunkMarker: [UInt8]
+    /// Last scalars of the left halves of merges whose right half starts with the boundary scalar: a boundary
+    /// preceded by one of these may be merged across, so it does not start a chunk.
+    private let crossingFinals: Set<UInt32>
     /// Only tests turn this off, to check that the chunked and whole-word paths agree.
     var chunkingEnabled = true
 
     init(spec: BPESpec, path: String, boundaryScalar: Unicode.Scalar) throws(TokenizerError) {
-        for (token, id) in spec.vocab where id < 0 || id >= Int(Int32.max) {
-            throw .invalidValue(path: path, field: "model.vocab", reason: "token \"\(token)\" has id \(id) out of range")
-        }
-        vocab = spec.vocab
+        var vocab: [[UInt8]: Int32] = [:]
+        vocab.reserveCapacity(spec.vocab.count)
         var ascii = [Int32](repeating: -1, count: 128)
         var scalars: [UInt32: Int32] = [:]
         for (token, id) in spec.vocab {
-            let units = token.unicodeScalars
+            guard id >= 0 && id < Int(Int32.max) else {
+                throw .invalidValue(path: path, field: "model.vocab",
+                                    reason: "token \"\(String(decoding: token, as: UTF8.self))\" has id \(id) out of range")
+            }
+            vocab[token] = Int32(id)  // a repeated key keeps its last id, like serde's map
+            let units = String(decoding: token, as: UTF8.self).unicodeScalars
             guard units.count == 1, let scalar = units.first else { continue }
             if scalar.value < 128 { ascii[Int(scalar.value)] = Int32(id) } else { scalars[scalar.value] = Int32(id) }
         }
+        self.vocab = vocab
         asciiIds = ascii
         scalarIds = scalars
 
         if spec.byteFallback {
-            byteIds = (0..<256).map { byte in
-                Int32(spec.vocab[String(format: "<0x%02X>", byte)] ?? -1)
-            }
+            byteIds = (0..<256).map { byte in vocab[Array(String(format: "<0x%02X>", byte).utf8)] ?? -1 }
         } else {
             byteIds = []
         }
-        if let unk = spec.unkToken {
-            // HF accepts an unk_token missing from the vocab and only fails when it is needed; we then drop the
-            // character instead, because encode cannot throw.
-            unkId = Int32(spec.vocab[unk] ?? -1)
-        } else {
-            unkId = -1
-        }
+        // HF accepts an unk_token missing from the vocab and only fails when it is needed; we then drop the
+        // character instead, because encode cannot throw.
+        unkId = spec.unkToken.flatMap { vocab[Array($0.utf8)] } ?? -1
         fuseUnk = spec.fuseUnk
         ignoreMerges = spec.ignoreMerges
 
         var table = MergeTable(capacity: spec.merges.count)
-        var mergesIntoBoundary = false
-        let boundary = String(Character(boundaryScalar))
+        var crossingFinals: Set<UInt32> = []
+        let boundary = Array(String(Character(boundaryScalar)).utf8)
         for (rank, (left, right)) in spec.merges.enumerated() {
-            guard let a = spec.vocab[left], let b = spec.vocab[right] else {
-                let missing = spec.vocab[left] == nil ? left : right
+            let leftBytes = Array(left.utf8)
+            let rightBytes = Array(right.utf8)
+            guard let a = vocab[leftBytes], let b = vocab[rightBytes] else {
+                let missing = vocab[leftBytes] == nil ? left : right
                 throw .invalidValue(path: path, field: "model.merges[\(rank)]",
                                     reason: "token \"\(missing)\" is not in the vocab")
             }
-            guard let merged = spec.vocab[left + right] else {
+            guard let merged = vocab[leftBytes + rightBytes] else {
                 throw .invalidValue(path: path, field: "model.merges[\(rank)]",
                                     reason: "merged token \"\(left + right)\" is not in the vocab")
             }
-            if right.hasPrefix(boundary) { mergesIntoBoundary = true }
-            table.insert(left: Int32(a), right: Int32(b), rank: Int32(rank), newId: Int32(merged))
+            if rightBytes.starts(with: boundary), let last = left.unicodeScalars.last {
+                crossingFinals.insert(last.value)
+            }
+            table.insert(left: a, right: b, rank: Int32(rank), newId: merged)
         }
         merges = table
 
-        // Chunking is exact when the boundary scalar is its own vocab symbol and no merge has a right half that
-        // starts with it: then no merge can ever join a symbol to one that begins at a boundary, so BPE over the
-        // whole section equals BPE over each boundary-started chunk (the heap order within a chunk is unchanged).
-        // sentencepiece-style vocabularies (trained with split=true) always satisfy this.
-        let boundaryInVocab = boundaryScalar.value < 128 ? ascii[Int(boundaryScalar.value)] >= 0
-                                                          : scalars[boundaryScalar.value] != nil
-        chunkMarker = boundaryInVocab && !mergesIntoBoundary ? Array(boundary.utf8) : []
+        // Chunking: with Metaspace(split=false) a "word" is a whole section, but BPE over it equals BPE over
+        // chunks cut at boundaries no merge can cross, and chunks repeat, so they can be cached. A boundary is a
+        // boundary scalar (▁, itself in the vocab) whose preceding scalar c is in the vocab and ends the left half
+        // of no merge whose right half starts with ▁. Then the symbol ending before the boundary always ends with
+        // c and the one starting at it with ▁, so no merge pairs them; and the heap order within a chunk is
+        // unchanged. sentencepiece-style vocabularies have no such merges at all except whitespace runs
+        // ("▁" + "▁"), which only keep runs of ▁ together with the word that follows.
+        chunkMarker = vocab[boundary] != nil ? boundary : []
+        self.crossingFinals = crossingFinals
     }
 
     /// Appends the ids of one pre-tokenized word (valid UTF-8) to `output`.
     func encode(word: UnsafeBufferPointer<UInt8>, into output: inout [Int], scratch: inout BPEScratch) {
         if word.isEmpty { return }
-        if ignoreMerges, let id = vocab[String(decoding: word, as: UTF8.self)] {
-            output.append(id)
+        if ignoreMerges, let id = vocab[Array(word)] {
+            output.append(Int(id))
             return
         }
         guard chunkingEnabled, let m0 = chunkMarker.first else {
@@ -108,7 +110,7 @@ struct BPEModel: Sendable {
         let n = word.count
         let markerCount = chunkMarker.count
         while i < n {
-            if word[i] == m0, i + markerCount <= n, matchesMarker(word, at: i) {
+            if word[i] == m0, i + markerCount <= n, matchesMarker(word, at: i), isChunkStart(word, at: i) {
                 encodeCached(UnsafeBufferPointer(rebasing: word[start..<i]), into: &output, scratch: &scratch)
                 start = i
                 i += markerCount
@@ -117,6 +119,16 @@ struct BPEModel: Sendable {
             }
         }
         encodeCached(UnsafeBufferPointer(rebasing: word[start..<n]), into: &output, scratch: &scratch)
+    }
+
+    /// Whether the scalar before the boundary at `i` lets it start a chunk (see `init`).
+    @inline(__always)
+    private func isChunkStart(_ word: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
+        var start = i - 1
+        while start > 0 && word[start] & 0xC0 == 0x80 { start -= 1 }
+        let scalar = Self.decodeScalar(word, at: start).0
+        let known = scalar < 128 ? asciiIds[Int(scalar)] >= 0 : scalarIds[scalar] != nil
+        return known && (crossingFinals.isEmpty || !crossingFinals.contains(scalar))
     }
 
     @inline(__always)
@@ -191,28 +203,28 @@ struct BPEModel: Sendable {
         guard n >= 2 else { return }
         s.prev.removeAll(keepingCapacity: true)
         s.prev.append(contentsOf: -1..<Int32(n - 1))
-        s.heap.removeAll(keepingCapacity: true)
+        var heap = CandidateHeap(capacity: n)
         for i in 0..<(n - 1) {
             let m = merges.lookup(s.symbols[i], s.symbols[i + 1])
             if m != OpenTable.empty {
-                s.heap.append(MergeCandidate(key: (m >> 32) << 32 | UInt64(i), newId: Int32(truncatingIfNeeded: m)))
+                heap.appendUnordered((m >> 32) << 32 | UInt64(i))
             }
         }
-        var heap = BinaryHeap(storage: s.heap)
-        s.heap = []
+        heap.heapify()
         let none = Int32(n)
         s.symbols.withUnsafeMutableBufferPointer { sym in
             s.next.withUnsafeMutableBufferPointer { next in
                 s.prev.withUnsafeMutableBufferPointer { prev in
-                    while let top = heap.pop() {
-                        let pos = Int(top.key & 0xFFFF_FFFF)
+                    while let top = heap.popMin() {
+                        let pos = Int(top & 0xFFFF_FFFF)
                         if sym[pos] < 0 { continue }
                         let right = Int(next[pos])
                         if right == n { continue }
                         // Stale entry: HF compares only the resulting id, and so do we, to produce the same ids.
                         let current = merges.lookup(sym[pos], sym[right])
-                        if current == OpenTable.empty || Int32(truncatingIfNeeded: current) != top.newId { continue }
-                        sym[pos] = top.newId
+                        let newId = merges.newId(rank: Int(top >> 32))
+                        if current == OpenTable.empty || Int32(truncatingIfNeeded: current) != newId { continue }
+                        sym[pos] = newId
                         sym[right] = -1
                         let after = next[right]
                         next[pos] = after
@@ -221,67 +233,18 @@ struct BPEModel: Sendable {
                         if before >= 0 {
                             let m = merges.lookup(sym[Int(before)], sym[pos])
                             if m != OpenTable.empty {
-                                heap.push(MergeCandidate(key: (m >> 32) << 32 | UInt64(before),
-                                                         newId: Int32(truncatingIfNeeded: m)))
+                                heap.push((m >> 32) << 32 | UInt64(before))
                             }
                         }
                         if after != none {
                             let m = merges.lookup(sym[pos], sym[Int(after)])
                             if m != OpenTable.empty {
-                                heap.push(MergeCandidate(key: (m >> 32) << 32 | UInt64(pos),
-                                                         newId: Int32(truncatingIfNeeded: m)))
+                                heap.push((m >> 32) << 32 | UInt64(pos))
                             }
                         }
                     }
                 }
             }
         }
-        s.heap = heap.storage
-    }
-}
-
-/// A min-heap on `MergeCandidate.key`.
-struct BinaryHeap {
-    var storage: [MergeCandidate]
-
-    init(storage: [MergeCandidate]) {
-        self.storage = storage
-        var i = storage.count / 2 - 1
-        while i >= 0 { siftDown(i); i -= 1 }
-    }
-
-    mutating func push(_ item: MergeCandidate) {
-        storage.append(item)
-        var child = storage.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            if storage[parent].key <= item.key { break }
-            storage[child] = storage[parent]
-            child = parent
-        }
-        storage[child] = item
-    }
-
-    mutating func pop() -> MergeCandidate? {
-        guard let last = storage.popLast() else { return nil }
-        guard let first = storage.first else { return last }
-        storage[0] = last
-        siftDown(0)
-        return first
-    }
-
-    private mutating func siftDown(_ start: Int) {
-        let count = storage.count
-        let item = storage[start]
-        var parent = start
-        while true {
-            var child = 2 * parent + 1
-            if child >= count { break }
-            if child + 1 < count && storage[child + 1].key < storage[child].key { child += 1 }
-            if item.key <= storage[child].key { break }
-            storage[parent] = storage[child]
-            parent = child
-        }
-        storage[parent] = item
     }
 }

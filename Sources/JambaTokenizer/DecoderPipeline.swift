@@ -50,6 +50,9 @@ struct DecodeStage: Sendable {
     /// ByteFallback: the current run of byte tokens and whether it is already known to be invalid UTF-8.
     private var run: [UInt8] = []
     private var runInvalid = false
+    /// Length of the prefix of `run` already known to be complete, valid characters, so that each new byte is
+    /// checked in O(1) rather than re-validating the whole run (runs can be a whole CJK document long).
+    private var runCheckedCount = 0
     /// Strip (fused) and Metaspace: how many leading scalars/tokens have been seen.
     private var leadingStripped = 0
     private var leadingDone = false
@@ -127,37 +130,45 @@ struct DecodeStage: Sendable {
             return
         }
         run.append(byte)
-        switch UTF8Validation.check(run) {
+        switch UTF8Validation.check(run[runCheckedCount...]) {
         case .invalid:
             out.append(contentsOf: repeatElement("\u{FFFD}", count: run.count))
             run.removeAll()
+            runCheckedCount = 0
             runInvalid = true
         case .complete where eagerBytes:
             out.append(String(decoding: run, as: UTF8.self))
             run.removeAll()
-        case .complete, .incomplete:
+            runCheckedCount = 0
+        case .complete:
+            runCheckedCount = run.count
+        case .incomplete:
             break
         }
     }
 
     private mutating func flushRun(into out: inout [String]) {
         if !run.isEmpty {
-            if UTF8Validation.check(run) == .complete {
+            if UTF8Validation.check(run[runCheckedCount...]) == .complete {
                 out.append(String(decoding: run, as: UTF8.self))
             } else {
                 out.append(contentsOf: repeatElement("\u{FFFD}", count: run.count))
             }
         }
         run.removeAll()
+        runCheckedCount = 0
         runInvalid = false
     }
 
     /// `<0xXX>` → XX, as HF's ByteFallback decoder recognises byte tokens.
+    /// Compared as bytes: `String.hasPrefix` works on Characters, and "<0x41>" + a combining mark is not ours.
     static func byteValue(_ token: String) -> UInt8? {
         let u = token.utf8
-        guard u.count == 6, token.hasPrefix("<0x"), token.hasSuffix(">") else { return nil }
-        let digits = Array(u)[3..<5]
-        return UInt8(String(decoding: digits, as: UTF8.self), radix: 16)
+        guard u.count == 6 else { return nil }
+        let b = Array(u)
+        guard b[0] == UInt8(ascii: "<"), b[1] == UInt8(ascii: "0"), b[2] == UInt8(ascii: "x"),
+              b[5] == UInt8(ascii: ">") else { return nil }
+        return UInt8(String(decoding: b[3..<5], as: UTF8.self), radix: 16)
     }
 
     // MARK: Strip

@@ -1,4 +1,4 @@
-// HashTables: open-addressing UInt64 tables for the BPE hot loop (merge lookup and the per-call chunk cache).
+// HashTables: the BPE hot loop's data structures: open-addressing tables (merges, chunk cache) and the merge heap.
 import Foundation
 
 /// A linear-probing map from `UInt64` to `UInt64`.
@@ -69,15 +69,25 @@ struct OpenTable: Sendable {
 /// Merge ranks keyed by the pair of symbol ids: `(left << 32 | right) -> (rank << 32 | newId)`.
 struct MergeTable: Sendable {
     private var table: OpenTable
+    /// Result id by rank (index in `merges`), for heap entries that store only the rank.
+    private var newIds: [Int32] = []
 
-    init(capacity: Int) { table = OpenTable(minimumCapacity: capacity) }
+    init(capacity: Int) {
+        table = OpenTable(minimumCapacity: capacity)
+        newIds.reserveCapacity(capacity)
+    }
 
     var count: Int { table.count }
 
+    /// Ranks must be inserted in order 0, 1, 2, ...
     mutating func insert(left: Int32, right: Int32, rank: Int32, newId: Int32) {
         table.set(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: newId)),
                   for: Self.key(left, right))
+        newIds.append(newId)
     }
+
+    @inline(__always)
+    func newId(rank: Int) -> Int32 { newIds[rank] }
 
     /// Packed `rank << 32 | newId`, or `UInt64.max` when the pair never merges.
     @inline(__always)
@@ -130,5 +140,92 @@ struct ChunkCache {
         keyBytes.append(contentsOf: bytes)
         for id in result { ids.append(Int32(truncatingIfNeeded: id)) }
         table.set(UInt64(entries.count - 1), for: hash)
+    }
+}
+
+/// A pending merge: `rank << 32 | position`, so ordering by value is HF's order (lowest rank first, then
+/// leftmost position). The merge's result id is not stored: the rank determines it (`MergeTable.newId(rank:)`),
+/// and 8-byte entries keep a document-sized heap half as large, which is what bounds its speed.
+typealias MergeCandidate = UInt64
+
+/// A 4-ary min-heap of merge candidates on memory it owns.
+///
+/// With a whole document as one word the heap holds millions of entries and its speed is bound by cache misses:
+/// 4-ary halves the levels of a binary heap, and a raw buffer avoids the uniqueness and bounds checks that
+/// an `Array` in sift-down costs.
+struct CandidateHeap: ~Copyable {
+    private var base: UnsafeMutablePointer<MergeCandidate>
+    private var capacity: Int
+    private var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 4)
+        base = UnsafeMutablePointer<MergeCandidate>.allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    /// Adds without restoring heap order; call `heapify()` once after the initial fill.
+    mutating func appendUnordered(_ item: MergeCandidate) {
+        if count == capacity { grow() }
+        (base + count).initialize(to: item)
+        count += 1
+    }
+
+    mutating func heapify() {
+        var i = (count - 2) / 4
+        while i >= 0 { siftDown(from: i); i -= 1 }
+    }
+
+    mutating func push(_ item: MergeCandidate) {
+        if count == capacity { grow() }
+        var child = count
+        count += 1
+        while child > 0 {
+            let parent = (child - 1) / 4
+            if base[parent] <= item { break }
+            base[child] = base[parent]
+            child = parent
+        }
+        base[child] = item
+    }
+
+    mutating func popMin() -> MergeCandidate? {
+        guard count > 0 else { return nil }
+        let top = base[0]
+        count -= 1
+        if count > 0 {
+            base[0] = base[count]
+            siftDown(from: 0)
+        }
+        return top
+    }
+
+    private mutating func siftDown(from start: Int) {
+        let item = base[start]
+        var parent = start
+        while true {
+            let first = 4 * parent + 1
+            if first >= count { break }
+            var best = first
+            var k = first + 1
+            let end = min(first + 4, count)
+            while k < end {
+                if base[k] < base[best] { best = k }
+                k += 1
+            }
+            if item <= base[best] { break }
+            base[parent] = base[best]
+            parent = best
+        }
+        base[parent] = item
+    }
+
+    private mutating func grow() {
+        let bigger = UnsafeMutablePointer<MergeCandidate>.allocate(capacity: capacity * 2)
+        bigger.moveInitialize(from: base, count: count)
+        base.deallocate()
+        base = bigger
+        capacity *= 2
     }
 }

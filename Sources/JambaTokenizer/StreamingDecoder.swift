@@ -74,9 +74,11 @@ enum UTF8Validation {
         case invalid
     }
 
-    static func check(_ bytes: [UInt8]) -> Result {
-        var i = 0
-        let n = bytes.count
+    static func check(_ bytes: [UInt8]) -> Result { check(bytes[...]) }
+
+    static func check(_ bytes: ArraySlice<UInt8>) -> Result {
+        var i = bytes.startIndex
+        let n = bytes.endIndex
         while i < n {
             let b0 = bytes[i]
             let length: Int

@@ -16,7 +16,8 @@ public struct Tokenizer: Sendable {
     private let postProcessor: PostProcessorSpec?
     let decodeSteps: [DecodeStep]
     private let idToToken: [String?]
-    private let tokenToId: [String: Int]
+    /// Byte-keyed like the model vocab; see `BPEModel.vocab`.
+    private let addedTokenIds: [[UInt8]: Int]
     /// By id; `decode(skipSpecialTokens: true)` drops exactly the added tokens flagged `special`.
     private let specialFlags: [Bool]
 
@@ -73,33 +74,35 @@ public struct Tokenizer: Sendable {
         }
         normalizedMatcher = AddedTokenMatcher(normalizedAdded)
 
-        let maxId = max(file.model.vocab.values.max() ?? -1, file.addedTokens.map(\.id).max() ?? -1)
+        let maxId = max(file.model.vocab.map(\.id).max() ?? -1, file.addedTokens.map(\.id).max() ?? -1)
         var tokens = [String?](repeating: nil, count: maxId + 1)
-        var ids = file.model.vocab
+        var added: [[UInt8]: Int] = [:]
         var special = [Bool](repeating: false, count: maxId + 1)
-        for (token, id) in file.model.vocab { tokens[id] = token }
-        for added in file.addedTokens {
-            guard added.id >= 0 else {
-                throw .invalidValue(path: path, field: "added_tokens", reason: "token \"\(added.content)\" has id \(added.id)")
+        for (bytes, id) in model.vocab { tokens[Int(id)] = String(decoding: bytes, as: UTF8.self) }
+        for token in file.addedTokens {
+            guard token.id >= 0 else {
+                throw .invalidValue(path: path, field: "added_tokens", reason: "token \"\(token.content)\" has id \(token.id)")
             }
             // Added tokens win over the model vocab in both directions, as in HF's id_to_token/token_to_id.
-            tokens[added.id] = added.content
-            ids[added.content] = added.id
-            special[added.id] = added.special
+            tokens[token.id] = token.content
+            added[Array(token.content.utf8)] = token.id
+            special[token.id] = token.special
         }
         // HF maps the id of a normalized added token back to its *normalized* content, which is what decode
         // shows, while token_to_id still takes the content as written.
-        for added in normalizedAdded { tokens[added.id] = added.content }
+        for token in normalizedAdded { tokens[token.id] = token.content }
         idToToken = tokens
-        tokenToId = ids
+        addedTokenIds = added
         specialFlags = special
 
         var templateBos: Int?
         if case let .template(single)? = file.postProcessor, let first = single.first, let ids = first {
             templateBos = ids.first
         }
-        bosTokenId = config?.bosToken.flatMap { ids[$0] } ?? templateBos ?? ids["<s>"]
-        eosTokenId = config?.eosToken.flatMap { ids[$0] } ?? ids["</s>"]
+        let vocab = model.vocab
+        let lookup = { (name: String) -> Int? in added[Array(name.utf8)] ?? vocab[Array(name.utf8)].map(Int.init) }
+        bosTokenId = config?.bosToken.flatMap(lookup) ?? templateBos ?? lookup("<s>")
+        eosTokenId = config?.eosToken.flatMap(lookup) ?? lookup("</s>")
     }
 
     // MARK: Vocabulary
@@ -111,7 +114,11 @@ public struct Tokenizer: Sendable {
         id >= 0 && id < idToToken.count ? idToToken[id] : nil
     }
 
-    public func id(for token: String) -> Int? { tokenToId[token] }
+    /// The id of `token`, compared byte for byte (no Unicode normalization), as HF does.
+    public func id(for token: String) -> Int? {
+        let bytes = Array(token.utf8)
+        return addedTokenIds[bytes] ?? model.vocab[bytes].map(Int.init)
+    }
 
     func isSpecial(_ id: Int) -> Bool { id >= 0 && id < specialFlags.count && specialFlags[id] }
 

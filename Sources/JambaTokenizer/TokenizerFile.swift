@@ -44,7 +44,11 @@ struct TokenizerFile: Decodable, Sendable {
     /// Decodes `data` read from `path`, mapping every failure to a `TokenizerError` that names the file and field.
     static func parse(_ data: Data, path: String) throws(TokenizerError) -> TokenizerFile {
         do {
-            return try JSONDecoder().decode(TokenizerFile.self, from: data)
+            var file = try JSONDecoder().decode(TokenizerFile.self, from: data)
+            file.model.vocab = try VocabReader.read(data, path: path)
+            return file
+        } catch let error as TokenizerError {
+            throw error
         } catch let error as SchemaError {
             throw error.tokenizerError(path: path)
         } catch {
@@ -83,7 +87,8 @@ struct AddedTokenSpec: Decodable, Sendable {
 }
 
 struct BPESpec: Decodable, Sendable {
-    var vocab: [String: Int]
+    /// Filled by `VocabReader` after decoding, because Codable would merge canonically equivalent keys.
+    var vocab: [(token: [UInt8], id: Int)] = []
     /// Merges in rank order; both on-disk formats ("a b" and ["a","b"]) are normalised to pairs here.
     var merges: [(String, String)]
     var unkToken: String?
@@ -111,7 +116,9 @@ struct BPESpec: Decodable, Sendable {
                                   codingPath: c.codingPath + [key])
             }
         }
-        vocab = try c.decode([String: Int].self, forKey: .vocab)
+        guard c.contains(.vocab) else {
+            throw DecodingError.keyNotFound(CodingKeys.vocab, .init(codingPath: c.codingPath, debugDescription: ""))
+        }
         unkToken = try c.decodeIfPresent(String.self, forKey: .unkToken)
         fuseUnk = try c.decodeIfPresent(Bool.self, forKey: .fuseUnk) ?? false
         byteFallback = try c.decodeIfPresent(Bool.self, forKey: .byteFallback) ?? false

@@ -104,6 +104,11 @@ enum TokenizerFixtures {
         try Tokenizer(data: JSONSerialization.data(withJSONObject: json), path: path)
     }
 
+    /// Builds a tokenizer from raw tokenizer.json bytes.
+    static func tokenizer(data: Data, path: String = "<test>") throws -> Tokenizer {
+        try Tokenizer(data: data, path: path)
+    }
+
     /// Writes `data` to a fresh temporary file and returns its URL.
     static func temporaryFile(_ data: Data, name: String = "tokenizer.json") throws -> URL {
         let dir = FileManager.default.temporaryDirectory
