@@ -122,14 +122,21 @@ public enum TokenizerBenchmark {
         let start = clock.now
         var repetitions = 0
         var elapsed = 0.0
+        var totalTokens = 0
         repeat {
-            // Summing the counts keeps the optimizer from discarding the work.
-            let count = tokenizer.encode(text, addSpecialTokens: false).count
-            repetitions += count >= 0 ? 1 : 0
+            totalTokens &+= tokenizer.encode(text, addSpecialTokens: false).count
+            repetitions += 1
             let duration = clock.now - start
             elapsed = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
         } while elapsed < seconds && repetitions < maxRepetitions
+        keepAlive(totalTokens)
         let bytes = Double(text.utf8.count * repetitions)
         return (elapsed > 0 ? bytes / elapsed : 0, tokens)
+    }
+
+    /// An opaque use of the results, so the optimizer cannot drop the timed work as unused.
+    @inline(never)
+    private static func keepAlive(_ value: Int) {
+        withExtendedLifetime(value) {}
     }
 }

@@ -87,6 +87,18 @@ final class GoldenEncodeTests: XCTestCase {
                           tokenizer.id(for: "▁the"))
     }
 
+    /// One `Tokenizer` value shared by concurrent callers (it is immutable and Sendable) gives the same ids.
+    func testConcurrentEncodingFromOneInstance() throws {
+        let golden = try TokenizerFixtures.golden()
+        let tokenizer = try TokenizerFixtures.tokenizer()
+        let cases = golden.encode_cases
+        let mismatches = LockedCounter()
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            for c in cases where tokenizer.encode(c.text) != c.ids_with_bos { mismatches.increment() }
+        }
+        XCTAssertEqual(mismatches.value, 0)
+    }
+
     func testBenchmarkCountsTheSameTokensAsEncode() throws {
         let golden = try TokenizerFixtures.golden()
         let text = golden.encode_cases.map(\.text).joined(separator: "\n")
@@ -95,4 +107,12 @@ final class GoldenEncodeTests: XCTestCase {
         XCTAssertEqual(result.tokens, tokenizer.encode(text, addSpecialTokens: false).count)
         XCTAssertGreaterThan(result.bytesPerSecond, 0)
     }
+}
+
+/// A counter shared by concurrent test workers (NSLock rather than `Mutex`, which needs macOS 15).
+private final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }

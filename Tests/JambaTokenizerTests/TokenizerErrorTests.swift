@@ -78,6 +78,19 @@ final class TokenizerErrorTests: XCTestCase {
                           contains: ["post_processor", "BertProcessing"])
         let regex: [String: Any] = ["type": "Replace", "pattern": ["Regex": " +"], "content": " "]
         assertDescription(try loadError { $0["normalizer"] = regex }, contains: ["Regex"])
+        // Inside a Sequence too.
+        let nested: [String: Any] = ["type": "Sequence", "decoders": [["type": "Fuse"], ["type": "CTC"]]]
+        assertDescription(try loadError { $0["decoder"] = nested }, contains: ["decoder", "CTC"])
+    }
+
+    func testMalformedConfigInModelDirectory() throws {
+        let dir = try TokenizerFixtures.temporaryFile(Data(contentsOf: TokenizerFixtures.tokenizerURL))
+            .deletingLastPathComponent()
+        let config = dir.appendingPathComponent("tokenizer_config.json")
+        try Data("{not json".utf8).write(to: config)
+        XCTAssertThrowsError(try Tokenizer(directory: dir)) { error in
+            XCTAssertTrue(String(describing: error).contains(config.path), "\(error)")
+        }
     }
 
     func testMergeWithUnknownTokenNamesTheMerge() throws {
