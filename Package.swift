@@ -20,8 +20,11 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
 
+        // Hand-written kernels for what BLAS does poorly (few-row products, the selective scan), AVX2 picked at run time.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+
         // Math and model: never know about the network.
-        .target(name: "JambaMath", dependencies: ["COpenBLAS"]),
+        .target(name: "JambaMath", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "JambaLoader", dependencies: ["JambaMath"]),
         .target(name: "JambaModel", dependencies: ["JambaMath", "JambaLoader"]),
         .target(name: "JambaTokenizer"),

@@ -1,4 +1,5 @@
 // CoordinatorService: the coordinator daemon: non-expert layers for every job, experts on the workers.
+import Dispatch
 import Foundation
 import JambaLoader
 import JambaModel
@@ -89,23 +90,13 @@ public final class CoordinatorService {
         workerWindow = try WorkerStatsWindow(maxAge: settings.statsWindowSeconds)
         let limits = EngineLimits(maxContext: settings.maxContext ?? config.maxPositionEmbeddings,
                                   prefillChunk: settings.prefillChunk, maxBatch: settings.maxBatch)
-        // The executor reports statistics through closures into boxes the service reads between steps.
         let stats = StatsSink()
         self.stats = stats
-        let executor = try RemoteExpertExecutor(
-            link: link, hidden: config.hiddenSize, requestTimeout: settings.requestTimeout,
-            onRouted: { stats.routed.append(($0, $1)) },
-            onServed: { stats.served.append(($0, $1, $2)) },
-            speedOf: { stats.speed[$0] ?? 1 })
+        let executor = try RemoteExpertExecutor(link: link, hidden: config.hiddenSize,
+                                                requestTimeout: settings.requestTimeout, stats: stats)
         engine = Engine(model: model, executor: executor, limits: limits)
     }
 
-    /// Statistics produced inside an engine step, folded into the windows after it.
-    final class StatsSink {
-        var routed: [(Int, [Int])] = []
-        var served: [(WorkerID, Int, Double)] = []
-        var speed: [WorkerID: Double] = [:]
-    }
     let stats: StatsSink
 
     /// Bound endpoints (resolves `*` ports for tests and logs).
@@ -150,7 +141,10 @@ public final class CoordinatorService {
 
     /// One engine step, then its events to the clients and its statistics into the windows.
     func runStep() {
+        let stepStart = DispatchTime.now().uptimeNanoseconds
         let events = engine.step()
+        stats.timings.steps += 1
+        stats.timings.stepMs += RemoteExpertExecutor.ms(since: stepStart)
         let t = Date().timeIntervalSince(started)
         for (layer, counts) in stats.routed {
             var padded = counts
@@ -214,7 +208,7 @@ public final class CoordinatorService {
         }
     }
 
-    func speed(_ w: WorkerID) -> Double { stats.speed[w] ?? (stats.speed.values.max() ?? 1) }
+    func speed(_ w: WorkerID) -> Double { stats.speed(of: w) }
 
     func currentLoads() throws -> LoadTable {
         let t = Date().timeIntervalSince(started)

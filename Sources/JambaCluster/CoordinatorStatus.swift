@@ -14,6 +14,8 @@ extension CoordinatorService {
         s.jobsQueued = UInt32(engine.waitingCount)
         s.statsWindowSeconds = settings.statsWindowSeconds
         s.assignmentEpoch = placement.epoch
+        s.timings = stats.timings
+        s.timings.replyBytes = link.replyBytes
         let span = min(settings.statsWindowSeconds, max(1e-3, t))
         s.tokensPerSecond = Double(generated.reduce(0) { $0 + $1.count }) / span
         let names = Dictionary(uniqueKeysWithValues: link.registry.workers.values.map { ($0.id, $0.name) })

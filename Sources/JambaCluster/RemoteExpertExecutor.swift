@@ -1,4 +1,5 @@
 // RemoteExpertExecutor: the ExpertExecutor that runs each MoE layer's experts on the workers over ZeroMQ.
+import Dispatch
 import Foundation
 import JambaMath
 import JambaModel
@@ -15,22 +16,16 @@ struct RemoteExpertExecutor: ExpertExecutor {
     let link: WorkerLink
     let hidden: Int
     let requestTimeout: Double
-    /// Called with (layer, rows per expert) for the routing statistics window.
-    let onRouted: (Int, [Int]) -> Void
-    /// Called with (worker, rows, busy seconds) for the per-worker statistics and speed estimate.
-    let onServed: (WorkerID, Int, Double) -> Void
-    let speedOf: (WorkerID) -> Double
+    /// Routing counts, rows served, speeds and time accounting, shared with the coordinator.
+    let stats: StatsSink
     private var step: UInt64 = 0
     private let poller: Poller
 
-    init(link: WorkerLink, hidden: Int, requestTimeout: Double, onRouted: @escaping (Int, [Int]) -> Void,
-         onServed: @escaping (WorkerID, Int, Double) -> Void, speedOf: @escaping (WorkerID) -> Double) throws {
+    init(link: WorkerLink, hidden: Int, requestTimeout: Double, stats: StatsSink) throws {
         self.link = link
         self.hidden = hidden
         self.requestTimeout = requestTimeout
-        self.onRouted = onRouted
-        self.onServed = onServed
-        self.speedOf = speedOf
+        self.stats = stats
         poller = Poller()
         _ = try poller.add(link.socket)
     }
@@ -54,11 +49,13 @@ struct RemoteExpertExecutor: ExpertExecutor {
     }
 
     mutating func run(layer: Int, batches: [ExpertBatch]) throws -> [Matrix] {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { stats.timings.expertMs += Self.ms(since: start) }
         step += 1
         var outputs = batches.map { Matrix(zeros: $0.rows.rows, hidden) }
         var counts = [Int](repeating: 0, count: (batches.map(\.expert).max() ?? -1) + 1)
         for b in batches { counts[b.expert] = b.rows.rows }
-        onRouted(layer, counts)
+        stats.routed.append((layer, counts))
 
         var pending = batches.indices.map { Pending(batch: $0, rows: Array(0..<batches[$0].rows.rows)) }
         var excluded = Set<WorkerID>()
@@ -95,7 +92,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
                                        outputs: inout [Matrix]) throws -> Failure {
         var state: [WorkerID: WorkerLoadState] = [:]
         for w in link.registry.live where !excluded.contains(w.id) {
-            state[w.id] = WorkerLoadState(queuedRows: 0, speed: speedOf(w.id))
+            state[w.id] = WorkerLoadState(queuedRows: 0, speed: stats.speed(of: w.id))
         }
         let keyOf = { (p: Pending) in ExpertKey(layer: layer, expert: batches[p.batch].expert) }
         let index = Dictionary(uniqueKeysWithValues: pending.enumerated().map { (keyOf($0.element), $0.offset) })
@@ -108,6 +105,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
         }
         var sent: [UInt64: Sent] = [:]
         var failure = Failure()
+        let encodeStart = DispatchTime.now().uptimeNanoseconds
         for (worker, slices) in plan.byWorker.sorted(by: { $0.key < $1.key }) {
             guard let rec = link.registry[worker] else { continue }
             let parts = slices.compactMap { s -> Pending? in
@@ -122,7 +120,8 @@ struct RemoteExpertExecutor: ExpertExecutor {
             let id = link.newRequestID()
             let req = ExpertBatchCodec.makeRequest(requestID: id, stepID: step, layer: UInt32(layer), experts: rows)
             link.await(id)
-            if link.send(.request(req), to: rec.identity) {
+            if let bytes = link.send(.request(req), to: rec.identity) {
+                stats.timings.requestBytes += UInt64(bytes)
                 sent[id] = Sent(worker: worker, parts: parts)
                 link.registry[worker]?.inFlight += 1
             } else {
@@ -132,12 +131,22 @@ struct RemoteExpertExecutor: ExpertExecutor {
                 failure.reason = "worker unreachable"
             }
         }
+        stats.timings.encodeMs += Self.ms(since: encodeStart)
+        let waitStart = DispatchTime.now().uptimeNanoseconds
+        var decodeNanos: UInt64 = 0
+        defer { stats.timings.waitMs += Self.ms(since: waitStart) - Double(decodeNanos) / 1e6 }
         let deadline = Date().addingTimeInterval(requestTimeout)
         while !sent.isEmpty {
             for (id, s) in sent {
                 if let (_, reply) = link.takeReply(id) {
                     sent[id] = nil
                     link.registry[s.worker]?.inFlight -= 1
+                    let decodeStart = DispatchTime.now().uptimeNanoseconds
+                    defer {
+                        let d = DispatchTime.now().uptimeNanoseconds - decodeStart
+                        decodeNanos += d
+                        stats.timings.decodeMs += Double(d) / 1e6
+                    }
                     do {
                         try accept(reply, id: id, sent: s, layer: layer, batches: batches, outputs: &outputs)
                     } catch {
@@ -184,8 +193,11 @@ struct RemoteExpertExecutor: ExpertExecutor {
             case let .failed(e): throw ClusterError(e)
             }
         }
-        onServed(sent.worker, expected.reduce(0) { $0 + $1.rows }, Double(reply.computeMicros) / 1e6)
+        stats.served.append((sent.worker, expected.reduce(0) { $0 + $1.rows }, Double(reply.computeMicros) / 1e6))
+        stats.timings.workerComputeMs += Double(reply.computeMicros) / 1000
     }
+
+    static func ms(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
 
     /// dst[rows[i], :] = src[i, :]
     private func scatter(_ src: Matrix, into dst: inout Matrix, rows: [Int]) {

@@ -23,6 +23,8 @@ final class WorkerLink {
     private var nextRequestID: UInt64 = 1
     /// Control messages (register, ready, errors) received while a step was waiting; handled between steps.
     private(set) var deferred: [WorkerMessage] = []
+    /// Bytes of expert replies received (for the status report's time and volume accounting).
+    private(set) var replyBytes: UInt64 = 0
 
     init(socket: Socket, heartbeatTimeout: Double, log: Logger, maxMessageBytes: Int) {
         self.socket = socket
@@ -38,23 +40,25 @@ final class WorkerLink {
 
     /// Sends to a worker. A ROUTER with ROUTER_MANDATORY fails with EHOSTUNREACH when the peer is gone:
     /// that worker is marked lost at once instead of waiting for its heartbeats to stop.
+    /// Returns the bytes sent, or nil when the worker could not be reached.
     @discardableResult
-    func send(_ msg: Jamba_V1_CoordinatorToWorker.OneOf_Msg, to identity: [UInt8]) -> Bool {
+    func send(_ msg: Jamba_V1_CoordinatorToWorker.OneOf_Msg, to identity: [UInt8]) -> Int? {
         var env = Jamba_V1_CoordinatorToWorker()
         env.msg = msg
         do {
-            try socket.send([identity, try env.serialized(maxBytes: maxMessageBytes)])
-            return true
+            let bytes = try env.serialized(maxBytes: maxMessageBytes)
+            try socket.send([identity, bytes])
+            return bytes.count
         } catch let e as ZMQError where e.isHostUnreachable {
             let id = WorkerRegistry.id(of: identity)
             if registry[id]?.isUp == true {
                 log.warning("worker unreachable; marking lost", metadata: ["worker": "\(registry[id]?.name ?? "?")"])
                 registry.markLost(id)
             }
-            return false
+            return nil
         } catch {
             log.error("send to worker failed", metadata: ["error": "\(error)"])
-            return false
+            return nil
         }
     }
 
@@ -118,6 +122,7 @@ final class WorkerLink {
             ack.epoch = registry[id]?.assignedEpoch ?? 0
             send(.heartbeatAck(ack), to: identity)
         case .reply(let r) where awaited.contains(r.requestID):
+            replyBytes += UInt64(frames[1].count)
             replies[r.requestID] = (id, r)
         case .reply(let r):
             log.warning("reply to a request not awaited (late or unknown)", metadata: ["request": "\(r.requestID)"])

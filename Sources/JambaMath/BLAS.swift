@@ -1,5 +1,7 @@
 // BLAS: the engine's matrix products, the only place that calls OpenBLAS.
+import CKernels
 import COpenBLAS
+import Dispatch
 
 /// Matrix products over row-major f32 data.
 ///
@@ -12,6 +14,31 @@ public enum BLAS {
     }
 
     public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// Up to this many rows, `linear` streams the weights once through a few-row kernel instead of sgemm, which
+    /// packs (copies) the whole weight matrix first and so reads it at a third of the memory bandwidth.
+    nonisolated(unsafe) public static var fewRowsLimit = 8
+
+    /// Threads the few-row kernel splits output columns over.
+    nonisolated(unsafe) public static var kernelThreads = 2
+
+    /// y[M, N] = x[M, K] · w[N, K]ᵀ with the few-row kernel, output columns split across `kernelThreads`.
+    public static func gemmFewRows(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
+                                   w: UnsafePointer<Float>, ldw: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        let parts = n * k >= 1 << 16 ? max(1, kernelThreads) : 1
+        if parts == 1 {
+            jc_gemm_few_rows(Int32(m), 0, Int32(n), Int32(k), x, Int32(ldx), w, Int32(ldw), y, Int32(ldy))
+            return
+        }
+        // Pointers cross into the worker threads as integers; the buffers outlive concurrentPerform.
+        let (xa, wa, ya) = (Int(bitPattern: x), Int(bitPattern: w), Int(bitPattern: y))
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let n0 = (n * p / parts) & ~1, n1 = p == parts - 1 ? n : (n * (p + 1) / parts) & ~1
+            guard let xp = UnsafePointer<Float>(bitPattern: xa), let wp = UnsafePointer<Float>(bitPattern: wa),
+                  let yp = UnsafeMutablePointer<Float>(bitPattern: ya) else { return }
+            jc_gemm_few_rows(Int32(m), Int32(n0), Int32(n1), Int32(k), xp, Int32(ldx), wp, Int32(ldw), yp, Int32(ldy))
+        }
+    }
 
     /// y[M, N] = alpha · x[M, K] · w[N, K]ᵀ + beta · y, all row-major with leading dimensions given.
     @inline(__always)
@@ -51,11 +78,17 @@ public enum BLAS {
     public static func linear(_ x: Matrix, _ w: Matrix, into out: inout Matrix) {
         precondition(x.cols == w.cols && out.cols == w.rows, "linear: shape mismatch")
         out.resize(rows: x.rows)
+        guard x.rows > 0 else { return }
         x.storage.withUnsafeBufferPointer { xp in
             w.storage.withUnsafeBufferPointer { wp in
                 out.storage.withUnsafeMutableBufferPointer { yp in
-                    gemmNT(m: x.rows, n: w.rows, k: w.cols, x: xp.baseAddress!, ldx: x.cols,
-                           w: wp.baseAddress!, ldw: w.cols, y: yp.baseAddress!, ldy: out.cols)
+                    if x.rows > 1 && x.rows <= fewRowsLimit {
+                        gemmFewRows(m: x.rows, n: w.rows, k: w.cols, x: xp.baseAddress!, ldx: x.cols,
+                                    w: wp.baseAddress!, ldw: w.cols, y: yp.baseAddress!, ldy: out.cols)
+                    } else {
+                        gemmNT(m: x.rows, n: w.rows, k: w.cols, x: xp.baseAddress!, ldx: x.cols,
+                               w: wp.baseAddress!, ldw: w.cols, y: yp.baseAddress!, ldy: out.cols)
+                    }
                 }
             }
         }

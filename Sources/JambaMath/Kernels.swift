@@ -1,4 +1,5 @@
 // Kernels: elementwise and reduction kernels over f32 rows, vectorised with SIMD16 and several accumulators.
+import CKernels
 import Foundation
 
 /// Row kernels. Swift does not vectorise a plain `Float` reduction (it must keep the sequential order), so sums
@@ -15,12 +16,13 @@ public enum Kernels {
             let v1 = raw.loadUnaligned(fromByteOffset: 4 * (i + 16), as: SIMD16<Float>.self)
             let v2 = raw.loadUnaligned(fromByteOffset: 4 * (i + 32), as: SIMD16<Float>.self)
             let v3 = raw.loadUnaligned(fromByteOffset: 4 * (i + 48), as: SIMD16<Float>.self)
-            a0.addProduct(v0, v0); a1.addProduct(v1, v1); a2.addProduct(v2, v2); a3.addProduct(v3, v3)
+            // `a += v * v`, not `addProduct`: a fused multiply-add without FMA in the target ISA is a libm call per lane.
+            a0 += v0 * v0; a1 += v1 * v1; a2 += v2 * v2; a3 += v3 * v3
             i += 64
         }
         while i + 16 <= n {
             let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-            a0.addProduct(v, v)
+            a0 += v * v
             i += 16
         }
         var s = ((a0 + a1) + (a2 + a3)).sum()
@@ -35,10 +37,10 @@ public enum Kernels {
         var i = 0
         let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
         while i + 32 <= n {
-            a0.addProduct(ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self),
-                          rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self))
-            a1.addProduct(ra.loadUnaligned(fromByteOffset: 4 * (i + 16), as: SIMD16<Float>.self),
-                          rb.loadUnaligned(fromByteOffset: 4 * (i + 16), as: SIMD16<Float>.self))
+            a0 += ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+                * rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            a1 += ra.loadUnaligned(fromByteOffset: 4 * (i + 16), as: SIMD16<Float>.self)
+                * rb.loadUnaligned(fromByteOffset: 4 * (i + 16), as: SIMD16<Float>.self)
             i += 32
         }
         var s = (a0 + a1).sum()
@@ -74,6 +76,31 @@ public enum Kernels {
 
     @inline(__always)
     public static func silu(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
+
+    /// x = SiLU(x) over `n` floats (vectorised exp).
+    @inline(__always)
+    public static func silu(_ x: UnsafeMutablePointer<Float>, _ n: Int) { jc_silu_inplace(Int32(n), x) }
+
+    /// h = SiLU(g) ⊙ u over `n` floats (SwiGLU).
+    @inline(__always)
+    public static func swiglu(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, _ n: Int) {
+        jc_swiglu(Int32(n), g, u, h)
+    }
+
+    /// out = softplus(x + bias) over `n` floats.
+    @inline(__always)
+    public static func softplus(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+        jc_softplus_bias(Int32(n), x, bias, out)
+    }
+
+    /// One token of the selective scan over channels [c0, c1) (see ckernels.h).
+    @inline(__always)
+    public static func scanToken(channels: Range<Int>, state n: Int, dt: UnsafePointer<Float>, u: UnsafePointer<Float>,
+                                 z: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                 c: UnsafePointer<Float>, d: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
+                                 y: UnsafeMutablePointer<Float>) {
+        jc_scan_token(Int32(channels.lowerBound), Int32(channels.upperBound), Int32(n), dt, u, z, a, b, c, d, h, y)
+    }
 
     /// torch.nn.functional.softplus with beta 1 and threshold 20.
     @inline(__always)

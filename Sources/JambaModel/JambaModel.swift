@@ -153,3 +153,28 @@ public struct ForwardScratch: Sendable {
         mlp = MLPScratch(intermediate: c.intermediateSize)
     }
 }
+
+extension JambaModel {
+    /// Bytes of f32 weights one decode token streams outside the experts: every layer's mixer, dense MLP,
+    /// router and norms, the final norm and the LM head (the embedding is a row gather, not a stream).
+    public var nonExpertBytesPerToken: Int {
+        var floats = lmHead.count + finalNorm.weight.count
+        for l in layers {
+            floats += l.inputNorm.weight.count + l.preFFNorm.weight.count
+            switch l.mixer {
+            case let .attention(a): floats += a.qProj.count + a.kvProj.count + a.oProj.count
+            case let .mamba(m):
+                floats += m.inProj.count + m.xProj.count + m.dtProj.count + m.outProj.count + m.convWeight.count
+                floats += m.a.count + m.d.count + m.dtBias.count + (m.convBias?.count ?? 0)
+            }
+            switch l.ffn {
+            case let .dense(mlp): floats += mlp.gateUp.count + mlp.down.count
+            case let .moe(r): floats += r.weight.count
+            }
+        }
+        return 4 * floats
+    }
+
+    /// Bytes of one expert's f32 weights.
+    public var expertBytes: Int { 4 * 3 * config.hiddenSize * config.intermediateSize }
+}

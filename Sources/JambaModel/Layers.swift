@@ -46,7 +46,7 @@ public struct MLP: Sendable {
                 for t in 0..<x.rows {
                     let g = gu.baseAddress! + t * 2 * i
                     let hr = h.baseAddress! + t * i
-                    for c in 0..<i { hr[c] = Kernels.silu(g[c]) * g[i + c] }
+                    Kernels.swiglu(g, g + i, hr, i)  // h = SiLU(gate) ⊙ up
                 }
             }
         }

@@ -70,7 +70,7 @@ public struct MambaMixer: Sendable {
             dtBias.withUnsafeBufferPointer { b in
                 for t in 0..<rows {
                     let row = p.baseAddress! + t * di
-                    for c in 0..<di { row[c] = Kernels.softplus(row[c] + b[c]) }
+                    Kernels.softplus(row, bias: b.baseAddress!, row, di)  // dt = softplus(dt_proj(dt_r) + bias)
                 }
             }
         }
@@ -114,7 +114,7 @@ public struct MambaMixer: Sendable {
                                 let wj = w.baseAddress! + j * di
                                 for c in 0..<di { out[c] += wj[c] * input[c] }
                             }
-                            for c in 0..<di { out[c] = Kernels.silu(out[c]) }
+                            Kernels.silu(out, di)
                         }
                     }
                 }
@@ -150,24 +150,10 @@ public struct MambaMixer: Sendable {
                                     d.withUnsafeBufferPointer { dp in
                                         for t in seg {
                                             let bRow = dbc.baseAddress! + t * dbcStride + r
-                                            let cRow = bRow + n
-                                            let dtRow = dtp.baseAddress! + t * di
-                                            let uRow = up.baseAddress! + t * di
-                                            let zRow = xz.baseAddress! + t * 2 * di + di
-                                            let yRow = yp.baseAddress! + t * di
-                                            for c in 0..<di {
-                                                let dtc = dtRow[c], uc = uRow[c]
-                                                let hc = h.baseAddress! + c * n
-                                                let ac = ap.baseAddress! + c * n
-                                                let du = dtc * uc
-                                                var acc: Float = 0
-                                                for j in 0..<n {
-                                                    let hv = Foundation.exp(dtc * ac[j]) * hc[j] + du * bRow[j]
-                                                    hc[j] = hv
-                                                    acc += hv * cRow[j]
-                                                }
-                                                yRow[c] = (acc + dp[c] * uc) * Kernels.silu(zRow[c])
-                                            }
+                                            Kernels.scanToken(channels: 0..<di, state: n, dt: dtp.baseAddress! + t * di,
+                                                              u: up.baseAddress! + t * di, z: xz.baseAddress! + t * 2 * di + di,
+                                                              a: ap.baseAddress!, b: bRow, c: bRow + n, d: dp.baseAddress!,
+                                                              h: h.baseAddress!, y: yp.baseAddress! + t * di)
                                         }
                                     }
                                 }

@@ -629,45 +629,121 @@ public nonisolated struct Jamba_V1_LayerImbalance: Sendable {
   public init() {}
 }
 
-public nonisolated struct Jamba_V1_StatusReply: Sendable {
+public nonisolated struct Jamba_V1_StatusReply: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var workers: [Jamba_V1_WorkerStatus] = []
+  public var workers: [Jamba_V1_WorkerStatus] {
+    get {_storage._workers}
+    set {_uniqueStorage()._workers = newValue}
+  }
 
   /// Filled only when StatusRequest.include_experts.
-  public var layers: [Jamba_V1_LayerStats] = []
+  public var layers: [Jamba_V1_LayerStats] {
+    get {_storage._layers}
+    set {_uniqueStorage()._layers = newValue}
+  }
 
-  public var jobsRunning: UInt32 = 0
+  public var jobsRunning: UInt32 {
+    get {_storage._jobsRunning}
+    set {_uniqueStorage()._jobsRunning = newValue}
+  }
 
-  public var jobsQueued: UInt32 = 0
+  public var jobsQueued: UInt32 {
+    get {_storage._jobsQueued}
+    set {_uniqueStorage()._jobsQueued = newValue}
+  }
 
   /// generated tokens/s over the stats window
-  public var tokensPerSecond: Double = 0
+  public var tokensPerSecond: Double {
+    get {_storage._tokensPerSecond}
+    set {_uniqueStorage()._tokensPerSecond = newValue}
+  }
 
   public var imbalance: Jamba_V1_Imbalance {
-    get {_imbalance ?? Jamba_V1_Imbalance()}
-    set {_imbalance = newValue}
+    get {_storage._imbalance ?? Jamba_V1_Imbalance()}
+    set {_uniqueStorage()._imbalance = newValue}
   }
   /// Returns true if `imbalance` has been explicitly set.
-  public var hasImbalance: Bool {self._imbalance != nil}
+  public var hasImbalance: Bool {_storage._imbalance != nil}
   /// Clears the value of `imbalance`. Subsequent reads from it will return its default value.
-  public mutating func clearImbalance() {self._imbalance = nil}
+  public mutating func clearImbalance() {_uniqueStorage()._imbalance = nil}
 
-  public var modelName: String = String()
+  public var modelName: String {
+    get {_storage._modelName}
+    set {_uniqueStorage()._modelName = newValue}
+  }
 
-  public var modelFingerprint: String = String()
+  public var modelFingerprint: String {
+    get {_storage._modelFingerprint}
+    set {_uniqueStorage()._modelFingerprint = newValue}
+  }
 
-  public var statsWindowSeconds: Double = 0
+  public var statsWindowSeconds: Double {
+    get {_storage._statsWindowSeconds}
+    set {_uniqueStorage()._statsWindowSeconds = newValue}
+  }
 
-  public var assignmentEpoch: UInt64 = 0
+  public var assignmentEpoch: UInt64 {
+    get {_storage._assignmentEpoch}
+    set {_uniqueStorage()._assignmentEpoch = newValue}
+  }
+
+  /// where the coordinator's step time went, since start
+  public var timings: Jamba_V1_StepTimings {
+    get {_storage._timings ?? Jamba_V1_StepTimings()}
+    set {_uniqueStorage()._timings = newValue}
+  }
+  /// Returns true if `timings` has been explicitly set.
+  public var hasTimings: Bool {_storage._timings != nil}
+  /// Clears the value of `timings`. Subsequent reads from it will return its default value.
+  public mutating func clearTimings() {_uniqueStorage()._timings = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _imbalance: Jamba_V1_Imbalance? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Cumulative time accounting of the coordinator's engine steps, in milliseconds. Expert time is split into the
+/// parts that cost the cluster something: building and serializing requests (encode), waiting for the replies
+/// (transport + the workers' compute, which the workers report), and checking and copying the outputs (decode).
+public nonisolated struct Jamba_V1_StepTimings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var steps: UInt64 = 0
+
+  /// whole engine steps (non-expert layers + experts + sampling)
+  public var stepMs: Double = 0
+
+  /// inside the remote expert executor
+  public var expertMs: Double = 0
+
+  /// tensors to protobuf to bytes, sends
+  public var encodeMs: Double = 0
+
+  /// from the last send to the last reply of a layer
+  public var waitMs: Double = 0
+
+  /// parsing and checking replies, scattering outputs
+  public var decodeMs: Double = 0
+
+  /// compute time the workers reported for the same requests
+  public var workerComputeMs: Double = 0
+
+  /// serialized expert requests sent
+  public var requestBytes: UInt64 = 0
+
+  /// serialized expert replies received
+  public var replyBytes: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Jamba_V1_Move: Sendable {
@@ -1647,7 +1723,147 @@ nonisolated extension Jamba_V1_LayerImbalance: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Jamba_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workers\0\u{1}layers\0\u{3}jobs_running\0\u{3}jobs_queued\0\u{3}tokens_per_second\0\u{1}imbalance\0\u{3}model_name\0\u{3}model_fingerprint\0\u{3}stats_window_seconds\0\u{3}assignment_epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workers\0\u{1}layers\0\u{3}jobs_running\0\u{3}jobs_queued\0\u{3}tokens_per_second\0\u{1}imbalance\0\u{3}model_name\0\u{3}model_fingerprint\0\u{3}stats_window_seconds\0\u{3}assignment_epoch\0\u{1}timings\0")
+
+  fileprivate class _StorageClass {
+    var _workers: [Jamba_V1_WorkerStatus] = []
+    var _layers: [Jamba_V1_LayerStats] = []
+    var _jobsRunning: UInt32 = 0
+    var _jobsQueued: UInt32 = 0
+    var _tokensPerSecond: Double = 0
+    var _imbalance: Jamba_V1_Imbalance? = nil
+    var _modelName: String = String()
+    var _modelFingerprint: String = String()
+    var _statsWindowSeconds: Double = 0
+    var _assignmentEpoch: UInt64 = 0
+    var _timings: Jamba_V1_StepTimings? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _workers = source._workers
+      _layers = source._layers
+      _jobsRunning = source._jobsRunning
+      _jobsQueued = source._jobsQueued
+      _tokensPerSecond = source._tokensPerSecond
+      _imbalance = source._imbalance
+      _modelName = source._modelName
+      _modelFingerprint = source._modelFingerprint
+      _statsWindowSeconds = source._statsWindowSeconds
+      _assignmentEpoch = source._assignmentEpoch
+      _timings = source._timings
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeRepeatedMessageField(value: &_storage._workers) }()
+        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._layers) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._jobsRunning) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._jobsQueued) }()
+        case 5: try { try decoder.decodeSingularDoubleField(value: &_storage._tokensPerSecond) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._imbalance) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._modelName) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._modelFingerprint) }()
+        case 9: try { try decoder.decodeSingularDoubleField(value: &_storage._statsWindowSeconds) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._assignmentEpoch) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._timings) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._workers.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._workers, fieldNumber: 1)
+      }
+      if !_storage._layers.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._layers, fieldNumber: 2)
+      }
+      if _storage._jobsRunning != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._jobsRunning, fieldNumber: 3)
+      }
+      if _storage._jobsQueued != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._jobsQueued, fieldNumber: 4)
+      }
+      if _storage._tokensPerSecond.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._tokensPerSecond, fieldNumber: 5)
+      }
+      try { if let v = _storage._imbalance {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._modelName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._modelName, fieldNumber: 7)
+      }
+      if !_storage._modelFingerprint.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._modelFingerprint, fieldNumber: 8)
+      }
+      if _storage._statsWindowSeconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._statsWindowSeconds, fieldNumber: 9)
+      }
+      if _storage._assignmentEpoch != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._assignmentEpoch, fieldNumber: 10)
+      }
+      try { if let v = _storage._timings {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Jamba_V1_StatusReply, rhs: Jamba_V1_StatusReply) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._workers != rhs_storage._workers {return false}
+        if _storage._layers != rhs_storage._layers {return false}
+        if _storage._jobsRunning != rhs_storage._jobsRunning {return false}
+        if _storage._jobsQueued != rhs_storage._jobsQueued {return false}
+        if _storage._tokensPerSecond != rhs_storage._tokensPerSecond {return false}
+        if _storage._imbalance != rhs_storage._imbalance {return false}
+        if _storage._modelName != rhs_storage._modelName {return false}
+        if _storage._modelFingerprint != rhs_storage._modelFingerprint {return false}
+        if _storage._statsWindowSeconds != rhs_storage._statsWindowSeconds {return false}
+        if _storage._assignmentEpoch != rhs_storage._assignmentEpoch {return false}
+        if _storage._timings != rhs_storage._timings {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StepTimings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}steps\0\u{3}step_ms\0\u{3}expert_ms\0\u{3}encode_ms\0\u{3}wait_ms\0\u{3}decode_ms\0\u{3}worker_compute_ms\0\u{3}request_bytes\0\u{3}reply_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1655,70 +1871,61 @@ nonisolated extension Jamba_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.workers) }()
-      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.layers) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.jobsRunning) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.jobsQueued) }()
-      case 5: try { try decoder.decodeSingularDoubleField(value: &self.tokensPerSecond) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._imbalance) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.modelName) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.modelFingerprint) }()
-      case 9: try { try decoder.decodeSingularDoubleField(value: &self.statsWindowSeconds) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.assignmentEpoch) }()
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.steps) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.stepMs) }()
+      case 3: try { try decoder.decodeSingularDoubleField(value: &self.expertMs) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.encodeMs) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.waitMs) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.decodeMs) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.workerComputeMs) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.requestBytes) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.replyBytes) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.workers.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.workers, fieldNumber: 1)
+    if self.steps != 0 {
+      try visitor.visitSingularUInt64Field(value: self.steps, fieldNumber: 1)
     }
-    if !self.layers.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.layers, fieldNumber: 2)
+    if self.stepMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.stepMs, fieldNumber: 2)
     }
-    if self.jobsRunning != 0 {
-      try visitor.visitSingularUInt32Field(value: self.jobsRunning, fieldNumber: 3)
+    if self.expertMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.expertMs, fieldNumber: 3)
     }
-    if self.jobsQueued != 0 {
-      try visitor.visitSingularUInt32Field(value: self.jobsQueued, fieldNumber: 4)
+    if self.encodeMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.encodeMs, fieldNumber: 4)
     }
-    if self.tokensPerSecond.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.tokensPerSecond, fieldNumber: 5)
+    if self.waitMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.waitMs, fieldNumber: 5)
     }
-    try { if let v = self._imbalance {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    if !self.modelName.isEmpty {
-      try visitor.visitSingularStringField(value: self.modelName, fieldNumber: 7)
+    if self.decodeMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.decodeMs, fieldNumber: 6)
     }
-    if !self.modelFingerprint.isEmpty {
-      try visitor.visitSingularStringField(value: self.modelFingerprint, fieldNumber: 8)
+    if self.workerComputeMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.workerComputeMs, fieldNumber: 7)
     }
-    if self.statsWindowSeconds.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.statsWindowSeconds, fieldNumber: 9)
+    if self.requestBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.requestBytes, fieldNumber: 8)
     }
-    if self.assignmentEpoch != 0 {
-      try visitor.visitSingularUInt64Field(value: self.assignmentEpoch, fieldNumber: 10)
+    if self.replyBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.replyBytes, fieldNumber: 9)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Jamba_V1_StatusReply, rhs: Jamba_V1_StatusReply) -> Bool {
-    if lhs.workers != rhs.workers {return false}
-    if lhs.layers != rhs.layers {return false}
-    if lhs.jobsRunning != rhs.jobsRunning {return false}
-    if lhs.jobsQueued != rhs.jobsQueued {return false}
-    if lhs.tokensPerSecond != rhs.tokensPerSecond {return false}
-    if lhs._imbalance != rhs._imbalance {return false}
-    if lhs.modelName != rhs.modelName {return false}
-    if lhs.modelFingerprint != rhs.modelFingerprint {return false}
-    if lhs.statsWindowSeconds != rhs.statsWindowSeconds {return false}
-    if lhs.assignmentEpoch != rhs.assignmentEpoch {return false}
+  public static func ==(lhs: Jamba_V1_StepTimings, rhs: Jamba_V1_StepTimings) -> Bool {
+    if lhs.steps != rhs.steps {return false}
+    if lhs.stepMs != rhs.stepMs {return false}
+    if lhs.expertMs != rhs.expertMs {return false}
+    if lhs.encodeMs != rhs.encodeMs {return false}
+    if lhs.waitMs != rhs.waitMs {return false}
+    if lhs.decodeMs != rhs.decodeMs {return false}
+    if lhs.workerComputeMs != rhs.workerComputeMs {return false}
+    if lhs.requestBytes != rhs.requestBytes {return false}
+    if lhs.replyBytes != rhs.replyBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,111 @@
+// BenchCluster: the decode workloads through a real coordinator and N workers on loopback.
+import ArgumentParser
+import Foundation
+import JambaCluster
+import JambaWire
+
+struct ClusterBench {
+    let model: String
+    let workers: Int
+    let threads: Int
+    let log: (String) -> Void
+
+    /// The daemons next to this executable.
+    static func binary(_ name: String) -> URL {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        return me.deletingLastPathComponent().appendingPathComponent(name)
+    }
+
+    func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int) throws -> [BenchReport.Row] {
+        let coord = Process()
+        coord.executableURL = Self.binary("jamba-coordinator")
+        coord.arguments = ["--model", model, "--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint", "tcp://127.0.0.1:*",
+                           "--min-workers", "\(workers)", "--threads", "\(threads)", "--log-level", "warning"]
+        let out = Pipe()
+        coord.standardOutput = out
+        try coord.run()
+        var procs = [coord]
+        defer { for p in procs where p.isRunning { kill(p.processIdentifier, SIGKILL) }; for p in procs { p.waitUntilExit() } }
+        let banner = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).components(separatedBy: " ")
+        guard banner.count >= 5 else { throw ValidationError("coordinator did not start") }
+        let clientEP = banner[2].trimmingCharacters(in: CharacterSet(charactersIn: ",")), workerEP = banner[4].trimmingCharacters(in: .whitespacesAndNewlines)
+        for i in 0..<workers {
+            let w = Process()
+            w.executableURL = Self.binary("jamba-worker")
+            w.arguments = ["--model", model, "--coordinator", workerEP, "--name", "bench-\(i)", "--threads", "\(threads)", "--log-level", "warning"]
+            w.standardOutput = FileHandle.nullDevice
+            try w.run()
+            procs.append(w)
+        }
+        let client = try ClusterClient(endpoint: clientEP, timeout: 120)
+        let deadline = Date().addingTimeInterval(300)
+        while Date() < deadline {
+            if let s = try? client.status(), s.workers.filter({ $0.state == .live }).count == workers,
+               s.layers.allSatisfy({ $0.experts.allSatisfy { !$0.holders.isEmpty } }) { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        var rows: [BenchReport.Row] = []
+        for b in batches where b > 0 {
+            _ = try runBatch(b, newTokens: 4, endpoint: clientEP, vocab: vocab, seed: 7)  // warm-up
+            var rates: [Double] = [], ttfts: [Double] = []
+            let before = try client.status().timings
+            for r in 0..<repeats {
+                let finals = try runBatch(b, newTokens: newTokens, endpoint: clientEP, vocab: vocab, seed: UInt64(100 * r + b))
+                let decode = finals.map(\.decodeMs).max() ?? 0
+                rates.append(Double(b * (newTokens - 1)) / (decode / 1000))
+                ttfts.append(median(finals.map { ($0.queueMs + $0.prefillMs) / 1000 }))
+            }
+            let after = try client.status().timings
+            let stepMs = after.stepMs - before.stepMs
+            var row = BenchReport.Row(mode: "cluster \(workers)w", scenario: "decode_b\(b)", batch: b, tokensPerSecond: median(rates),
+                                      ttftSeconds: median(ttfts), samples: rates)
+            if stepMs > 0 {
+                row.msPerStep = stepMs / Double(after.steps - before.steps)
+                row.encodeShare = (after.encodeMs - before.encodeMs) / stepMs
+                row.waitShare = (after.waitMs - before.waitMs) / stepMs
+                row.decodeShare = (after.decodeMs - before.decodeMs) / stepMs
+                row.workerComputeShare = (after.workerComputeMs - before.workerComputeMs) / stepMs
+            }
+            log("cluster \(workers)w decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, encode \(pct(row.encodeShare)), wait \(pct(row.waitShare)) (workers computing \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
+            rows.append(row)
+        }
+        return rows
+    }
+
+    private func pct(_ x: Double?) -> String { x.map { String(format: "%.1f%%", 100 * $0) } ?? "-" }
+
+    /// `batch` concurrent jobs (one client thread each); returns their final events.
+    private func runBatch(_ batch: Int, newTokens: Int, endpoint: String, vocab: Int, seed: UInt64) throws -> [Jamba_V1_JobFinal] {
+        let results = FinalsBox(count: batch)
+        DispatchQueue.concurrentPerform(iterations: batch) { i in
+            do {
+                let c = try ClusterClient(endpoint: endpoint, timeout: 120)
+                var job = Jamba_V1_SubmitJob()
+                var ids = Jamba_V1_TokenIds()
+                ids.ids = LocalBench.prompt(32, seed: seed + UInt64(i), vocab: vocab).map { Int32($0) }
+                job.tokens = ids
+                var sp = Jamba_V1_SamplingParams()
+                sp.maxTokens = UInt32(newTokens)
+                sp.ignoreEos = true
+                job.sampling = sp
+                job.stream = false
+                results.set(i, try c.submit(job) { _ in })
+            } catch {
+                results.fail("\(error)")
+            }
+        }
+        if let e = results.error { throw ValidationError("cluster job failed: \(e)") }
+        return results.all
+    }
+}
+
+final class FinalsBox: @unchecked Sendable {
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private var finals: [Jamba_V1_JobFinal]
+    private(set) var error: String?
+    init(count: Int) { finals = Array(repeating: Jamba_V1_JobFinal(), count: count) }
+    func set(_ i: Int, _ f: Jamba_V1_JobFinal) { lock.lock(); finals[i] = f; lock.unlock() }
+    func fail(_ e: String) { lock.lock(); error = e; lock.unlock() }
+    var all: [Jamba_V1_JobFinal] { lock.lock(); defer { lock.unlock() }; return finals }
+}

@@ -1,0 +1,86 @@
+// BenchCommand: `jamba bench`: prefill and decode throughput with this machine's limits measured in the same run.
+import ArgumentParser
+import Foundation
+import JambaMath
+import JambaModel
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark prefill and decode, single-process and through a local cluster; writes bench/*.json and *.md.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Repeats per scenario (the median is reported).") var repeats = 3
+    @Option(help: "New tokens per decode run.") var newTokens = 128
+    @Option(help: "Decode batch sizes.") var batches = "1,8,32"
+    @Option(help: "Prefill prompt length.") var prefillTokens = 512
+    @Option(help: "Cluster runs with these worker counts (empty: none).") var clusterWorkers = "1,2"
+    @Option(help: "Cluster decode batch sizes.") var clusterBatches = "1,8"
+    @Option(help: "Output file stem: writes STEM.json and STEM.md.") var out = "bench/results"
+    @Flag(help: "Skip the machine-limit micro-benchmarks (quick runs only; ratios are then omitted).") var noLimits = false
+
+    func run() throws {
+        try reportingErrors {
+            let threads = modelOptions.threads ?? BLAS.threads
+            BLAS.setThreads(threads)
+            var report = BenchReport(model: modelOptions.model, threads: threads, date: ISO8601DateFormatter().string(from: Date()))
+            let local = try LocalModel(modelOptions)
+            let m = local.model
+            report.parameters = BenchReport.Parameters(nonExpertBytesPerToken: m.nonExpertBytesPerToken, expertBytes: m.expertBytes,
+                                                       moeLayers: m.config.moeLayers.count, topK: m.config.numExpertsPerTok)
+            if !noLimits { report.limits = measureLimits(config: m.config, threads: threads) }
+            log("limits: \(report.limits.map { "sgemm \(Int($0.sgemmGFLOPS[threads - 1])) GFLOP/s, read \(Int($0.readGBps[threads - 1])) GB/s" } ?? "skipped")")
+
+            var bench = LocalBench(model: m, experts: local.experts)
+            let prompt = LocalBench.prompt(prefillTokens, seed: 1, vocab: m.config.vocabSize)
+            let times = try bench.prefill(prompt, repeats: repeats)
+            let flops = 2.0 * Double(prefillTokens) * Double(activeParams(m))
+            report.add(.init(mode: "local", scenario: "prefill\(prefillTokens)", batch: 1, tokensPerSecond: Double(prefillTokens) / median(times),
+                             ttftSeconds: median(times), samples: times.map { Double(prefillTokens) / $0 },
+                             achievedPerSecond: flops / median(times), limitKind: "flops"))
+            log("prefill \(prefillTokens): \(Int(Double(prefillTokens) / median(times))) tok/s")
+
+            for b in try parseTokenList(batches, flag: "--batches") where b > 0 {
+                var runs: [LocalBench.DecodeRun] = []
+                for r in 0..<repeats { runs.append(try bench.decode(batch: b, promptLen: 32, newTokens: newTokens, seed: UInt64(100 * r + b))) }
+                let perRun = runs.map { Double(b * $0.stepSeconds.count) / $0.stepSeconds.reduce(0, +) }
+                let stepMedian = median(runs.flatMap(\.stepSeconds))
+                let experts = median(runs.flatMap { $0.expertsPerStep.map(Double.init) })
+                let bytes = Double(m.nonExpertBytesPerToken) + experts * Double(m.expertBytes)
+                report.add(.init(mode: "local", scenario: "decode_b\(b)", batch: b, tokensPerSecond: median(perRun),
+                                 ttftSeconds: median(runs.map(\.ttft)), samples: perRun,
+                                 achievedPerSecond: bytes / stepMedian, limitKind: "bytes",
+                                 msPerStep: 1000 * stepMedian, bytesPerStep: bytes))
+                log("decode b\(b): \(String(format: "%.1f", median(perRun))) tok/s, \(String(format: "%.1f", 1000 * stepMedian)) ms/step, \(Int(bytes / 1e6)) MB/step")
+            }
+            report.peakRSSBytes = peakRSS()
+
+            let workerCounts = clusterWorkers.isEmpty ? [] : try parseTokenList(clusterWorkers, flag: "--cluster-workers")
+            if !workerCounts.isEmpty {
+                let cb = try parseTokenList(clusterBatches, flag: "--cluster-batches")
+                for n in workerCounts where n > 0 {
+                    try report.add(contentsOf: ClusterBench(model: modelOptions.model, workers: n, threads: threads, log: log)
+                        .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: m.config.vocabSize))
+                }
+            }
+            try report.write(stem: out)
+            print(report.markdown())
+        }
+    }
+
+    func log(_ s: String) { FileHandle.standardError.write(Data("[bench] \(s)\n".utf8)) }
+
+    /// Parameters a prefill token multiplies through (no embedding, LM head once per prompt is ignored).
+    func activeParams(_ m: JambaModel) -> Int {
+        (m.nonExpertBytesPerToken - 4 * m.lmHead.count) / 4 + m.config.moeLayers.count * m.config.numExpertsPerTok * m.expertBytes / 4
+    }
+
+    func measureLimits(config c: JambaConfig, threads: Int) -> BenchReport.Limits {
+        // sgemm at the model's largest prefill shape: [T, H] · gate_up[2I, H]ᵀ.
+        let ts = Array(1...max(1, threads))
+        return BenchReport.Limits(
+            sgemmShape: [prefillTokens, 2 * c.intermediateSize, c.hiddenSize],
+            sgemmGFLOPS: ts.map { MachineLimits.sgemmGFLOPS(m: prefillTokens, n: 2 * c.intermediateSize, k: c.hiddenSize, threads: $0) },
+            readGBps: ts.map { MachineLimits.memoryReadGBps(threads: $0) },
+            sgemvGBps: ts.map { MachineLimits.sgemvGBps(threads: $0) })
+    }
+}

@@ -1,0 +1,101 @@
+// BenchReport: benchmark results with the machine's limits, as JSON and as a Markdown table beside the references.
+import Foundation
+
+struct BenchReport: Codable {
+    struct Limits: Codable {
+        /// [m, n, k] of the sgemm measured.
+        var sgemmShape: [Int]
+        /// Indexed by threads - 1.
+        var sgemmGFLOPS: [Double]
+        var readGBps: [Double]
+        var sgemvGBps: [Double]
+    }
+
+    struct Parameters: Codable {
+        var nonExpertBytesPerToken: Int
+        var expertBytes: Int
+        var moeLayers: Int
+        var topK: Int
+    }
+
+    struct Row: Codable {
+        var mode: String
+        var scenario: String
+        var batch: Int
+        var tokensPerSecond: Double
+        var ttftSeconds: Double
+        var samples: [Double]
+        /// FLOP/s (prefill) or bytes/s of weights streamed (decode).
+        var achievedPerSecond: Double?
+        var limitKind: String?
+        var msPerStep: Double?
+        var bytesPerStep: Double?
+        /// Fraction of the step spent in encoding, waiting for workers (transport + their compute), decoding.
+        var encodeShare: Double?
+        var waitShare: Double?
+        var decodeShare: Double?
+        var workerComputeShare: Double?
+        /// achieved ÷ the matching limit with the run's thread count, filled in by `add`.
+        var ofLimit: Double?
+    }
+
+    var model: String
+    var threads: Int
+    var date: String
+    var limits: Limits?
+    var parameters: Parameters?
+    var rows: [Row] = []
+    var peakRSSBytes: Int = 0
+
+    init(model: String, threads: Int, date: String) {
+        self.model = model
+        self.threads = threads
+        self.date = date
+    }
+
+    mutating func add(_ r: Row) {
+        var row = r
+        if let a = r.achievedPerSecond, let l = limits, let kind = r.limitKind {
+            let i = max(0, min(threads, l.sgemmGFLOPS.count) - 1)
+            row.ofLimit = kind == "flops" ? a / (l.sgemmGFLOPS[i] * 1e9) : a / (l.readGBps[i] * 1e9)
+        }
+        rows.append(row)
+    }
+
+    mutating func add(contentsOf rs: [Row]) { for r in rs { add(r) } }
+
+    func write(stem: String) throws {
+        let url = URL(fileURLWithPath: stem)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(self).write(to: URL(fileURLWithPath: stem + ".json"))
+        try Data(markdown().utf8).write(to: URL(fileURLWithPath: stem + ".md"))
+    }
+
+    func markdown() -> String {
+        var s = "# JambaCluster benchmark\n\n"
+        s += "Model `\(model)`, \(threads) BLAS thread(s), \(date). Medians of the repeats; ratios are against limits measured in the same run.\n\n"
+        if let l = limits {
+            s += "| machine limit | 1 thread | \(l.sgemmGFLOPS.count) threads |\n|---|---|---|\n"
+            s += "| sgemm \(l.sgemmShape.map(String.init).joined(separator: "×")) GFLOP/s | \(f(l.sgemmGFLOPS.first)) | \(f(l.sgemmGFLOPS.last)) |\n"
+            s += "| memory read GB/s | \(f(l.readGBps.first)) | \(f(l.readGBps.last)) |\n"
+            s += "| sgemv GB/s | \(f(l.sgemvGBps.first)) | \(f(l.sgemvGBps.last)) |\n\n"
+        }
+        s += "| mode | scenario | tok/s | TTFT s | ms/step | MB/step | achieved | of limit | encode | wait | decode |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        for r in rows {
+            let achieved = r.achievedPerSecond.map { r.limitKind == "flops" ? "\(f($0 / 1e9)) GFLOP/s" : "\(f($0 / 1e9)) GB/s" } ?? ""
+            s += "| \(r.mode) | \(r.scenario) | \(f(r.tokensPerSecond)) | \(f3(r.ttftSeconds)) | \(r.msPerStep.map(f) ?? "") | "
+            s += "\(r.bytesPerStep.map { f($0 / 1e6) } ?? "") | \(achieved) | \(r.ofLimit.map(pct) ?? "") | "
+            s += "\(r.encodeShare.map(pct) ?? "") | \(r.waitShare.map(pct) ?? "") | \(r.decodeShare.map(pct) ?? "") |\n"
+        }
+        s += "\nPeak resident memory of the benchmark process: \(f(Double(peakRSSBytes) / 1e9)) GB.\n"
+        return s
+    }
+
+    private func f(_ x: Double?) -> String { x.map { String(format: $0 >= 100 ? "%.0f" : "%.1f", $0) } ?? "" }
+    private func f(_ x: Double) -> String { String(format: x >= 100 ? "%.0f" : "%.1f", x) }
+    private func f3(_ x: Double) -> String { String(format: "%.3f", x) }
+    private func pct(_ x: Double) -> String { String(format: "%.0f%%", 100 * x) }
+}

@@ -1,0 +1,15 @@
+// StatsSink: what the remote executor measures during a step, read by the coordinator between steps.
+import JambaScheduler
+import JambaWire
+
+/// Filled inside engine steps (routing counts, rows served, time accounting), folded into the statistics windows
+/// and the status report by the coordinator afterwards. Lives on the coordinator's thread only.
+final class StatsSink {
+    var routed: [(layer: Int, counts: [Int])] = []
+    var served: [(worker: WorkerID, rows: Int, busySeconds: Double)] = []
+    /// Rows per second per worker, from the statistics window; dispatch and placement read it.
+    var speed: [WorkerID: Double] = [:]
+    var timings = Jamba_V1_StepTimings()
+
+    func speed(of w: WorkerID) -> Double { speed[w] ?? (speed.values.max() ?? 1) }
+}

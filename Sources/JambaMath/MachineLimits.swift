@@ -1,0 +1,89 @@
+// MachineLimits: measures this machine's sgemm throughput and memory read bandwidth, to quote ratios against.
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// Micro-benchmarks of the two ceilings an inference step can hit: arithmetic (sgemm FLOP/s) for prefill, and
+/// memory bandwidth (GB/s read) for decode. Measured in the same run as the model so ratios survive a noisy machine.
+public enum MachineLimits {
+    /// Best-of-`repeats` GFLOP/s of C[m, n] = A[m, k] · B[n, k]ᵀ with `threads` BLAS threads.
+    public static func sgemmGFLOPS(m: Int, n: Int, k: Int, threads: Int, repeats: Int = 5) -> Double {
+        let previous = BLAS.threads
+        BLAS.setThreads(threads)
+        defer { BLAS.setThreads(previous) }
+        let a = [Float](repeating: 0.5, count: m * k)
+        let b = [Float](repeating: 0.25, count: n * k)
+        var c = [Float](repeating: 0, count: m * n)
+        var best = Double.infinity
+        for _ in 0..<(repeats + 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        BLAS.gemmNT(m: m, n: n, k: k, x: ap.baseAddress!, ldx: k, w: bp.baseAddress!, ldw: k,
+                                    y: cp.baseAddress!, ldy: n)
+                    }
+                }
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+        }
+        return 2 * Double(m) * Double(n) * Double(k) / best
+    }
+
+    /// Best-of-`repeats` GB/s of y = W[n, k] · x streaming a matrix of `bytes` (sgemv, `threads` BLAS threads).
+    public static func sgemvGBps(bytes: Int = 512 << 20, threads: Int, repeats: Int = 5) -> Double {
+        let previous = BLAS.threads
+        BLAS.setThreads(threads)
+        defer { BLAS.setThreads(previous) }
+        let k = 4096, n = max(1, bytes / 4 / k)
+        let w = [Float](repeating: 0.5, count: n * k)
+        let x = [Float](repeating: 1, count: k)
+        var y = [Float](repeating: 0, count: n)
+        var best = Double.infinity
+        for _ in 0..<(repeats + 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            w.withUnsafeBufferPointer { wp in
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        BLAS.gemmNT(m: 1, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, ldw: k,
+                                    y: yp.baseAddress!, ldy: n)
+                    }
+                }
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+        }
+        return Double(n * k * 4) / best
+    }
+
+    /// Best-of-`repeats` GB/s of summing a `bytes`-sized f32 array split over `threads` threads (plain reads,
+    /// SIMD with several accumulators): the memory bandwidth decode can hope for.
+    public static func memoryReadGBps(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
+        let count = bytes / 4
+        let data = [Float](repeating: 1, count: count)
+        var best = Double.infinity
+        let sink = Sink()
+        data.withUnsafeBufferPointer { p in
+            // The address crosses into the worker threads as an integer: the array outlives concurrentPerform.
+            let address = Int(bitPattern: p.baseAddress)
+            for _ in 0..<(repeats + 1) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                DispatchQueue.concurrentPerform(iterations: threads) { t in
+                    guard let base = UnsafePointer<Float>(bitPattern: address) else { return }
+                    let chunk = count / threads
+                    let s = Kernels.sumOfSquares(base + t * chunk, chunk)
+                    sink.add(s)
+                }
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+            }
+        }
+        return Double(count * 4) / best
+    }
+
+    /// Keeps the sums alive so the reads are not optimised away.
+    private final class Sink: @unchecked Sendable {
+        // `total` only touched under `lock`.
+        private let lock = NSLock()
+        private var total: Float = 0
+        func add(_ v: Float) { lock.lock(); total += v; lock.unlock() }
+    }
+}
