@@ -21,6 +21,8 @@ public struct CoordinatorSettings: Sendable {
     public var maxBatch = 64
     public var prefillChunk = 512
     public var spareSlotFraction = 0.25
+    /// `balanced` (plan with replicas) or `round-robin` (each expert once; the static baseline).
+    public var placementPolicy = "balanced"
     public var statsWindowRows = 2_000
     public var statsWindowSeconds = 30.0
     /// Rebalance by itself when the measured imbalance stays above this (0 = never).
@@ -84,7 +86,11 @@ public final class CoordinatorService {
                           maxMessageBytes: settings.maxMessageBytes)
 
         let layers = config.moeLayers
-        placement = PlacementController(layers: layers, numExperts: config.numExperts, spareFraction: settings.spareSlotFraction)
+        guard let policy = PlacementController.Policy(rawValue: settings.placementPolicy) else {
+            throw ClusterError.badArgument("unknown placement policy '\(settings.placementPolicy)' (balanced, round-robin)")
+        }
+        placement = PlacementController(layers: layers, numExperts: config.numExperts, spareFraction: settings.spareSlotFraction,
+                                        policy: policy)
         window = try RoutingWindow(layers: layers, numExperts: config.numExperts, maxRows: settings.statsWindowRows,
                                    maxAge: settings.statsWindowSeconds)
         workerWindow = try WorkerStatsWindow(maxAge: settings.statsWindowSeconds)
@@ -199,10 +205,11 @@ public final class CoordinatorService {
             return
         }
         do {
-            let result = try placement.plan(link.registry, loads: currentLoads(), speed: speed)
-            log.info("placement", metadata: ["reason": "\(reason)", "expected_imbalance": "\(String(format: "%.3f", result.imbalance.worst))",
-                                             "copies_added": "\(result.copiesAdded)", "copies_dropped": "\(result.copiesDropped)"])
-            placement.apply(result.assignment, imbalance: result.imbalance, link: link)
+            let (assignment, imbalance) = try placement.membershipPlan(link.registry, loads: currentLoads(), speed: speed)
+            log.info("placement", metadata: ["reason": "\(reason)", "policy": "\(placement.policy.rawValue)",
+                                             "expected_imbalance": "\(imbalance.map { String(format: "%.3f", $0.worst) } ?? "?")",
+                                             "copies": "\(assignment.copyCount)"])
+            placement.apply(assignment, imbalance: imbalance, link: link)
         } catch {
             log.error("cannot place experts", metadata: ["error": "\(error)"])
         }

@@ -8,8 +8,12 @@ import JambaWire
 /// 2. once every worker that gained experts reports them resident, the copies that moved away are dropped.
 /// Both phases are sent between engine steps, so a step always routes to a consistent set of holders.
 struct PlacementController {
+    /// How experts are placed when workers join or leave. Rebalancing (manual or automatic) always plans.
+    enum Policy: String, Sendable { case balanced, roundRobin = "round-robin" }
+
     let layers: [Int]
     let numExperts: Int
+    let policy: Policy
     /// Spare expert slots per worker beyond an even share (0.25: 25% more than layers × experts / workers),
     /// which is where replicas of hot experts go; also what keeps each worker's memory near 1/N of the experts.
     let spareFraction: Double
@@ -18,9 +22,10 @@ struct PlacementController {
     private(set) var target: Assignment?
     private(set) var lastImbalance: ImbalanceReport?
 
-    init(layers: [Int], numExperts: Int, spareFraction: Double) {
+    init(layers: [Int], numExperts: Int, spareFraction: Double, policy: Policy = .balanced) {
         self.layers = layers
         self.numExperts = numExperts
+        self.policy = policy
         self.spareFraction = spareFraction
     }
 
@@ -30,6 +35,20 @@ struct PlacementController {
         guard !up.isEmpty else { return [] }
         let share = Int((Double(layers.count * numExperts) * (1 + spareFraction) / Double(up.count)).rounded(.up))
         return up.map { WorkerInfo(id: $0.id, slots: min($0.slots, max(1, share)), speed: speed($0.id)) }
+    }
+
+    /// The placement for a membership change: the policy's layout (round-robin: each expert once, in order, the
+    /// static baseline the balancing benchmark compares against), or a plan from `loads`.
+    func membershipPlan(_ registry: WorkerRegistry, loads: LoadTable, speed: (WorkerID) -> Double) throws -> (Assignment, ImbalanceReport?) {
+        switch policy {
+        case .balanced:
+            let r = try plan(registry, loads: loads, speed: speed)
+            return (r.assignment, r.imbalance)
+        case .roundRobin:
+            let infos = workerInfos(registry, speed: speed)
+            let a = try Simulation.roundRobin(layers: layers, numExperts: numExperts, workers: infos)
+            return (a, try? Imbalance.of(a, loads: loads, workers: infos))
+        }
     }
 
     /// A plan from `loads`, starting from what the up workers are assigned now.

@@ -22,6 +22,8 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Seconds to wait for a worker's expert reply.") var requestTimeout = 30.0
     @Option(help: "Spare expert slots per worker beyond an even share, for hot-expert replicas (0.25 = 25%).")
     var spareSlots = 0.25
+    @Option(help: "Placement when workers join or leave: balanced (planned, with replicas) or round-robin (each expert once).")
+    var placement = "balanced"
     @Option(help: "Routed rows per layer kept in the statistics window.") var statsWindowRows = 2000
     @Option(help: "Seconds kept in the statistics window.") var statsWindowSeconds = 30.0
     @Option(help: "Rebalance automatically when imbalance stays above this (0 disables).") var autoRebalance = 1.3
@@ -35,6 +37,7 @@ struct CoordinatorCommand: ParsableCommand {
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be ≥ 1") }
         guard heartbeatTimeout > 0, requestTimeout > 0 else { throw ValidationError("timeouts must be positive") }
         guard spareSlots >= 0 else { throw ValidationError("--spare-slots must be ≥ 0") }
+        guard ["balanced", "round-robin"].contains(placement) else { throw ValidationError("--placement must be balanced or round-robin") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
     }
 
@@ -54,6 +57,7 @@ struct CoordinatorCommand: ParsableCommand {
         s.heartbeatTimeout = heartbeatTimeout
         s.requestTimeout = requestTimeout
         s.spareSlotFraction = spareSlots
+        s.placementPolicy = placement
         s.statsWindowRows = statsWindowRows
         s.statsWindowSeconds = statsWindowSeconds
         s.autoRebalanceThreshold = autoRebalance
