@@ -1,9 +1,12 @@
 # JambaCluster: build, test, demo and benchmarks. Every target installs missing system libraries first.
 SWIFT ?= swift
-MODEL ?= Tests/Fixtures/tiny-b
+MODEL ?= models/kjv-jamba-mini
 PROMPT ?= And God said
+WORKERS ?= 2
+MAX_TOKENS ?= 60
+BENCH_MODEL ?= .bench-model
 
-.PHONY: deps build release test demo bench clean
+.PHONY: deps build release test demo bench bench-balance clean
 
 deps:
 	@tools/ensure-deps.sh
@@ -19,8 +22,20 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-demo: release
-	.build/release/jamba generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 40
+# A local cluster (coordinator + $(WORKERS) workers) on the bundled model answers $(PROMPT), then stops.
+demo: deps
+	MODEL="$(MODEL)" PROMPT="$(PROMPT)" WORKERS="$(WORKERS)" MAX_TOKENS="$(MAX_TOKENS)" tools/demo.sh
+
+# Throughput against this machine's measured limits, single-process and through a loopback cluster (bench/).
+# The bench model (1.7 GB, random weights) is made by transformers: pip install torch transformers.
+bench: release
+	[ -f $(BENCH_MODEL)/config.json ] || python3 tools/bench/make_bench_model.py $(BENCH_MODEL)
+	.build/release/jamba bench --model $(BENCH_MODEL) --threads 2 --out bench/results
+
+# Expert balancing under Zipf-skewed routing: round-robin placement vs rebalanced (bench/balance.*).
+bench-balance: release
+	[ -f .bench-skewed/config.json ] || python3 tools/skew/make_skewed_model.py Tests/Fixtures/tiny-b .bench-skewed
+	.build/release/jamba bench-balance --model .bench-skewed --workers 4 --spare-slots 0.25 --out bench/balance
 
 clean:
 	rm -rf .build

@@ -53,15 +53,24 @@ struct Generate: ParsableCommand {
             let prompt = try local.promptIDs(promptOptions)
             var engine = Engine(model: local.model, executor: LocalExpertExecutor(experts: local.experts))
             try engine.submit(id: 0, prompt: prompt, params: sampling.params)
+            // Primed with the prompt: the continuation keeps its leading space (the tokenizer strips one only at
+            // the start of a whole text).
             var stream = local.tokenizer.map { StreamingDecoder(tokenizer: $0) }
+            _ = try stream?.append(contentsOf: prompt)
             var tokens: [Int] = []
+            var text = ""
             var final: (FinishReason, GenerationStats)?
             while final == nil && !engine.isIdle {
                 for event in engine.step() {
                     switch event {
                     case let .token(_, t):
                         tokens.append(t)
-                        if !json, var s = stream { emit(try s.append(t)); stream = s }
+                        if var s = stream {
+                            let piece = try s.append(t)
+                            stream = s
+                            text += piece
+                            if !json { emit(piece) }
+                        }
                     case let .finished(_, reason, stats):
                         final = (reason, stats)
                     case let .failed(_, message):
@@ -69,11 +78,15 @@ struct Generate: ParsableCommand {
                     }
                 }
             }
-            if !json, var s = stream { emit(s.finish() + "\n") }
+            if var s = stream {
+                let rest = s.finish()
+                text += rest
+                if !json { emit(rest + "\n") }
+            }
             if !json, stream == nil { emit(tokens.map(String.init).joined(separator: ",") + "\n") }
             if json, let (reason, stats) = final {
                 let decodeRate = stats.decodeSeconds > 0 ? Double(max(0, stats.completionTokens - 1)) / stats.decodeSeconds : 0
-                try printJSON(Output(tokens: tokens, text: try local.tokenizer?.decode(tokens), finish_reason: reason.rawValue,
+                try printJSON(Output(tokens: tokens, text: local.tokenizer == nil ? nil : text, finish_reason: reason.rawValue,
                                      prompt_tokens: stats.promptTokens, prefill_seconds: stats.prefillSeconds,
                                      decode_seconds: stats.decodeSeconds, decode_tokens_per_second: decodeRate))
             }

@@ -12,6 +12,8 @@ struct Job {
     let stream: Bool
     var decoder: StreamingDecoder?
     var tokens: [Int] = []
+    /// The continuation's text so far (what streaming sent, or what a non-streaming job gets at the end).
+    var text = ""
 }
 
 extension CoordinatorService {
@@ -70,7 +72,11 @@ extension CoordinatorService {
             return refuse("\(error)")
         }
         nextJobID += 1
-        jobs[id] = Job(client: client, clientSeq: seq, stream: s.stream, decoder: tokenizer.map { StreamingDecoder(tokenizer: $0) })
+        // The decoder is primed with the prompt so the continuation keeps its leading space ("said" + " unto"):
+        // the tokenizer strips one leading space from the start of a whole text, not from a continuation.
+        var decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
+        _ = try? decoder?.append(contentsOf: prompt)
+        jobs[id] = Job(client: client, clientSeq: seq, stream: s.stream, decoder: decoder)
         var accepted = Jamba_V1_JobAccepted()
         accepted.promptTokens = UInt32(prompt.count)
         accepted.queuePosition = UInt32(engine.waitingCount - 1)
@@ -99,6 +105,7 @@ extension CoordinatorService {
             job.tokens.append(t)
             var text = ""
             if var d = job.decoder { text = (try? d.append(t)) ?? ""; job.decoder = d }
+            job.text += text
             jobs[id] = job
             if job.stream { sendChunk(ids: [t], text: text, job: id) }
         case let .finished(id, reason, stats):
@@ -119,14 +126,15 @@ extension CoordinatorService {
 
     private func finish(jobID: Int, reason: FinishReason, stats: GenerationStats) {
         guard var job = jobs[jobID] else { return }
+        var rest = ""
+        if var d = job.decoder {
+            rest = d.finish()
+            job.decoder = d
+        }
         if job.stream {
-            if var d = job.decoder {
-                let rest = d.finish()
-                job.decoder = d
-                if !rest.isEmpty { sendChunk(ids: [], text: rest, job: jobID) }
-            }
+            if !rest.isEmpty { sendChunk(ids: [], text: rest, job: jobID) }
         } else if !job.tokens.isEmpty {
-            sendChunk(ids: job.tokens, text: (try? tokenizer?.decode(job.tokens)) ?? "", job: jobID)
+            sendChunk(ids: job.tokens, text: job.text + rest, job: jobID)
         }
         var final = Jamba_V1_JobFinal()
         final.promptTokens = UInt32(stats.promptTokens)
