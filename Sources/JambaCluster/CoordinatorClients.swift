@@ -28,7 +28,7 @@ extension CoordinatorService {
         let identity = frames[0]
         let request: Jamba_V1_ClientRequest
         do {
-            request = try Jamba_V1_ClientRequest.parse(frames[1], maxBytes: settings.maxMessageBytes)
+            request = try Jamba_V1_ClientRequest.parse(frames[1], maxBytes: settings.maxClientMessageBytes)
         } catch {
             log.warning("malformed client request", metadata: ["error": "\(error)"])
             reply(to: identity, seq: 0, .error(error.asProto()))

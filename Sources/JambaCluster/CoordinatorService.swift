@@ -29,6 +29,8 @@ public struct CoordinatorSettings: Sendable {
     public var autoRebalanceThreshold = 1.3
     public var autoRebalanceInterval = 15.0
     public var maxMessageBytes = WireCodec.defaultMaxMessageBytes
+    /// Largest client request accepted; larger ones get an OVERSIZED error reply. Prompts are small: 16 MiB is plenty.
+    public var maxClientMessageBytes = 16 << 20
 
     public init(modelDirectory: URL, clientEndpoint: String, workerEndpoint: String) {
         self.modelDirectory = modelDirectory
@@ -75,7 +77,9 @@ public final class CoordinatorService {
         try clientSocket.set(.routerMandatory(true))
         // A peer whose queue is full must not stall the loop that serves everyone: give up on it after 2 s.
         try clientSocket.set(.sendTimeout(milliseconds: 2000))
-        try clientSocket.set(.maxMessageSize(Int64(settings.maxMessageBytes)))
+        // libzmq drops (and disconnects) only far larger messages; below that the request is read and refused with
+        // a typed OVERSIZED reply, so a client learns what went wrong.
+        try clientSocket.set(.maxMessageSize(Int64(4 * settings.maxClientMessageBytes)))
         try clientSocket.bind(settings.clientEndpoint)
         let workerSocket = try Socket(context, type: .router)
         try workerSocket.set(.routerMandatory(true))

@@ -27,6 +27,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Routed rows per layer kept in the statistics window.") var statsWindowRows = 2000
     @Option(help: "Seconds kept in the statistics window.") var statsWindowSeconds = 30.0
     @Option(help: "Rebalance automatically when imbalance stays above this (0 disables).") var autoRebalance = 1.3
+    @Option(help: "Largest client request in MiB; larger ones are refused with an OVERSIZED error.") var maxRequestMb = 16
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
     func validate() throws {
@@ -34,6 +35,7 @@ struct CoordinatorCommand: ParsableCommand {
             throw ValidationError("no config.json in model folder '\(model)'")
         }
         guard minWorkers >= 1 else { throw ValidationError("--min-workers must be ≥ 1") }
+        guard maxRequestMb >= 1 && maxRequestMb <= 1024 else { throw ValidationError("--max-request-mb must be in 1...1024") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be ≥ 1") }
         guard heartbeatTimeout > 0, requestTimeout > 0 else { throw ValidationError("timeouts must be positive") }
         guard spareSlots >= 0 else { throw ValidationError("--spare-slots must be ≥ 0") }
@@ -58,6 +60,7 @@ struct CoordinatorCommand: ParsableCommand {
         s.requestTimeout = requestTimeout
         s.spareSlotFraction = spareSlots
         s.placementPolicy = placement
+        s.maxClientMessageBytes = maxRequestMb << 20
         s.statsWindowRows = statsWindowRows
         s.statsWindowSeconds = statsWindowSeconds
         s.autoRebalanceThreshold = autoRebalance

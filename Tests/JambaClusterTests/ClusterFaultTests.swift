@@ -22,7 +22,7 @@ final class ClusterFaultTests: XCTestCase {
     func testGarbageGetsErrorRepliesWhileAJobRuns() throws {
         let expected = try Reference.greedy(model: Self.model, prompts: [testPrompts[0]], maxTokens: 150)[0]
         let h = try ClusterHarness(model: Self.model)
-        try h.startCoordinator()
+        try h.startCoordinator(["--max-request-mb", "1"])
         try h.startWorker("w")
         try h.waitFor("worker") { $0.live.count == 1 && $0.allPlaced }
         let endpoint = h.clientEndpoint
@@ -51,6 +51,20 @@ final class ClusterFaultTests: XCTestCase {
         let hb = try Jamba_V1_CoordinatorToWorker.parse(try XCTUnwrap(try rawExchange(h.workerEndpoint, try env.serialized())))
         guard case .error(let he) = hb.msg else { return XCTFail("unknown heartbeat must be refused") }
         XCTAssertEqual(he.code, .notReady)
+        // A worker speaking another protocol version is refused with UNSUPPORTED_VERSION.
+        var reg = Jamba_V1_WorkerToCoordinator()
+        var r = Jamba_V1_Register()
+        r.protocolVersion = 99
+        r.workerName = "future"
+        reg.register = r
+        let vr = try Jamba_V1_CoordinatorToWorker.parse(try XCTUnwrap(try rawExchange(h.workerEndpoint, try reg.serialized())))
+        guard case .error(let ve) = vr.msg else { return XCTFail("version 99 must be refused") }
+        XCTAssertEqual(ve.code, .unsupportedVersion)
+        // A client request over the size limit gets OVERSIZED, not silence.
+        let big = try XCTUnwrap(try rawExchange(h.clientEndpoint, [UInt8](repeating: 7, count: 2 << 20)))
+        guard case .error(let oe) = try Jamba_V1_ClientReply.parse(big).reply else { return XCTFail("oversized must be refused") }
+        print("[fault] oversized request: \(oe.code) \(oe.message)")
+        XCTAssertEqual(oe.code, .oversized)
         XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
         XCTAssertEqual(result.get(0), expected, "the job running meanwhile is unaffected")
     }

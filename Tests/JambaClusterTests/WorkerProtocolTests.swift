@@ -1,0 +1,139 @@
+// WorkerProtocolTests: a real jamba-worker against a test-controlled coordinator socket: assignment, bad requests, restarts.
+import Foundation
+import JambaCluster
+import JambaLoader
+import JambaMath
+import JambaModel
+import JambaWire
+import XCTest
+import ZeroMQ
+
+final class WorkerProtocolTests: XCTestCase {
+    static let model = ClusterHarness.fixture("tiny-b")
+
+    /// Receives the next worker message (skipping heartbeats), within `seconds`.
+    func next(_ s: Socket, seconds: Double = 10, skipHeartbeats: Bool = true) throws -> ([UInt8], Jamba_V1_WorkerToCoordinator) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            guard let frames = try s.receiveMultipart(), frames.count == 2 else { continue }
+            let m = try Jamba_V1_WorkerToCoordinator.parse(frames[1])
+            if skipHeartbeats, case .heartbeat = m.msg { continue }
+            return (frames[0], m)
+        }
+        throw ClusterError.timeout(what: "worker message", seconds: seconds)
+    }
+
+    func send(_ s: Socket, _ id: [UInt8], _ msg: Jamba_V1_CoordinatorToWorker.OneOf_Msg) throws {
+        var env = Jamba_V1_CoordinatorToWorker()
+        env.msg = msg
+        try s.send([id, try env.serialized()])
+    }
+
+    func testWorkerAnswersBadRequestsWithTypedErrorsAndKeepsServing() throws {
+        let ctx = try ZMQContext()
+        let router = try Socket(ctx, type: .router)
+        defer { router.close(); ctx.shutdown() }
+        try router.set(.receiveTimeout(milliseconds: 500))
+        try router.bind("tcp://127.0.0.1:*")
+        let p = Process()
+        p.executableURL = try ClusterHarness.executable("jamba-worker")
+        p.arguments = ["--model", Self.model, "--coordinator", try router.lastEndpoint, "--name", "solo"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
+
+        let (id, first) = try next(router)
+        guard case .register(let reg) = first.msg else { return XCTFail("first message must be Register") }
+        XCTAssertEqual(reg.protocolVersion, jambaProtocolVersion)
+        XCTAssertEqual(reg.workerName, "solo")
+        var a = Jamba_V1_Assignment()
+        a.epoch = 7
+        var le = Jamba_V1_LayerExperts()
+        le.layer = 1
+        le.experts = [0, 3]
+        a.layers = [le]
+        try send(router, id, .assignment(a))
+        let (_, ready) = try next(router)
+        guard case .ready(let r) = ready.msg else { return XCTFail("expected AssignmentReady") }
+        XCTAssertEqual(r.epoch, 7)
+        XCTAssertEqual(r.held.first?.experts, [0, 3])
+        XCTAssertGreaterThan(r.residentBytes, 0)
+
+        // Garbage: a typed MALFORMED error, not a crash.
+        try router.send([id, [0xde, 0xad, 0xbe, 0xef]])
+        let (_, g) = try next(router)
+        guard case .error(let ge) = g.msg else { return XCTFail("garbage must get an error") }
+        XCTAssertEqual(ge.code, .malformed)
+
+        // An expert it does not hold: that expert fails alone with UNKNOWN_EXPERT.
+        let (m, ck) = try JambaModel.load(directory: URL(fileURLWithPath: Self.model))
+        let rows = Matrix(rows: 3, cols: m.config.hiddenSize, storage: (0..<(3 * m.config.hiddenSize)).map { Float($0 % 17) / 17 - 0.5 })
+        let req = ExpertBatchCodec.makeRequest(requestID: 1, stepID: 1, layer: 1,
+                                               experts: [ExpertRows(expertID: 3, rows: rows), ExpertRows(expertID: 5, rows: rows)])
+        try send(router, id, .request(req))
+        let (_, rep) = try next(router)
+        guard case .reply(let reply) = rep.msg else { return XCTFail("expected a reply") }
+        let outcomes = try ExpertBatchCodec.decodeReply(reply, requestID: 1, layer: 1, expected: [(3, 3), (5, 3)], hidden: m.config.hiddenSize)
+        guard case .output(let out3) = outcomes[0], case .failed(let e5) = outcomes[1] else { return XCTFail("expert 3 served, 5 refused") }
+        XCTAssertEqual(e5.code, .unknownExpert)
+        // Expert 3's output equals the in-process expert on the same rows.
+        let local = try ExpertStore.load([ExpertID(layer: 1, expert: 3)], from: ck, config: m.config)
+        let ref = try XCTUnwrap(local.expert(layer: 1, expert: 3))(rows)
+        let diff = zip(out3.storage, ref.storage).map { abs($0 - $1) }.max() ?? 1
+        print("[worker] expert 3 remote vs local max |diff| \(diff)")
+        XCTAssertEqual(diff, 0, "same kernel, same rows: bit-identical")
+
+        // A tensor whose bytes disagree with its shape: the whole batch fails with BAD_TENSOR.
+        var bad = req
+        bad.experts[0].rows.rawData = Data(bad.experts[0].rows.rawData.prefix(10))
+        try send(router, id, .request(bad))
+        let (_, br) = try next(router)
+        guard case .reply(let badReply) = br.msg else { return XCTFail("expected a reply") }
+        XCTAssertTrue(badReply.hasError)
+        XCTAssertEqual(badReply.error.code, .badTensor)
+        print("[worker] bad tensor: \(badReply.error.message)")
+
+        // An assignment naming a layer without experts is refused, and the worker keeps its experts.
+        var wrong = Jamba_V1_Assignment()
+        wrong.epoch = 8
+        var l0 = Jamba_V1_LayerExperts()
+        l0.layer = 0
+        l0.experts = [1]
+        wrong.layers = [l0]
+        try send(router, id, .assignment(wrong))
+        let (_, we) = try next(router)
+        guard case .error(let wrongErr) = we.msg else { return XCTFail("bad assignment must be refused") }
+        XCTAssertEqual(wrongErr.code, .invalidArgument)
+
+        // Still serving after all of that.
+        try send(router, id, .request(ExpertBatchCodec.makeRequest(requestID: 2, stepID: 2, layer: 1, experts: [ExpertRows(expertID: 0, rows: rows)])))
+        let (_, ok) = try next(router)
+        guard case .reply(let okReply) = ok.msg else { return XCTFail("expected a reply") }
+        XCTAssertFalse(okReply.hasError)
+        XCTAssertEqual(okReply.results.count, 1)
+    }
+
+    /// The coordinator restarts on the same endpoints: the worker notices, registers again, and serves.
+    func testWorkerRejoinsARestartedCoordinator() throws {
+        let expected = try Reference.greedy(model: Self.model, prompts: [testPrompts[1]], maxTokens: 10)[0]
+        let h = try ClusterHarness(model: Self.model)
+        try h.startCoordinator()
+        try h.startWorker("steady")
+        try h.waitFor("worker") { $0.live.count == 1 && $0.allPlaced }
+        let (client, worker) = (h.clientEndpoint, h.workerEndpoint)
+        let old = try XCTUnwrap(h.coordinator)
+        kill(old.processIdentifier, SIGTERM)
+        old.waitUntilExit()
+        XCTAssertEqual(old.terminationStatus, 0, "the coordinator stops cleanly on SIGTERM")
+        let p = Process()
+        p.executableURL = try ClusterHarness.executable("jamba-coordinator")
+        p.arguments = ["--model", Self.model, "--client-endpoint", client, "--worker-endpoint", worker]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
+        try h.waitFor("worker re-registered with the new coordinator", timeout: 30) { $0.live.count == 1 && $0.allPlaced }
+        XCTAssertEqual(try h.client().generate(testPrompts[1], maxTokens: 10).tokens, expected)
+    }
+}
