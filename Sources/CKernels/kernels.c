@@ -52,96 +52,32 @@ JC_AVX2 static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-JC_AVX2 static void gemm_few_rows_avx2(int m, int n0, int n1, int k, const float *x, int ldx, const float *w, int ldw,
-                                       float *y, int ldy) {
-    // Two weight rows per iteration, up to 4 x rows per pass: 8 accumulators of 8 lanes, weights loaded once per pass.
-    for (int r0 = 0; r0 < m; r0 += 4) {
-        int rows = m - r0 < 4 ? m - r0 : 4;
-        const float *x0 = x + (size_t)r0 * ldx;
-        int j = n0;
-        for (; j + 1 < n1; j += 2) {
-            const float *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw;
-            __m256 acc[4][2];
-            for (int r = 0; r < 4; r++) { acc[r][0] = _mm256_setzero_ps(); acc[r][1] = _mm256_setzero_ps(); }
-            int i = 0;
-            for (; i + 8 <= k; i += 8) {
-                __m256 a = _mm256_loadu_ps(w0 + i), b = _mm256_loadu_ps(w1 + i);
-                for (int r = 0; r < rows; r++) {
-                    __m256 xv = _mm256_loadu_ps(x0 + (size_t)r * ldx + i);
-                    acc[r][0] = _mm256_fmadd_ps(xv, a, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(xv, b, acc[r][1]);
-                }
-            }
-            for (int r = 0; r < rows; r++) {
-                float s0 = hsum8(acc[r][0]), s1 = hsum8(acc[r][1]);
-                for (int t = i; t < k; t++) { s0 += x0[(size_t)r * ldx + t] * w0[t]; s1 += x0[(size_t)r * ldx + t] * w1[t]; }
-                y[(size_t)(r0 + r) * ldy + j] = s0;
-                y[(size_t)(r0 + r) * ldy + j + 1] = s1;
-            }
-        }
-        for (; j < n1; j++) {
-            const float *w0 = w + (size_t)j * ldw;
-            for (int r = 0; r < rows; r++) {
-                __m256 acc = _mm256_setzero_ps();
-                int i = 0;
-                for (; i + 8 <= k; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + (size_t)r * ldx + i), _mm256_loadu_ps(w0 + i), acc);
-                float s = hsum8(acc);
-                for (; i < k; i++) s += x0[(size_t)r * ldx + i] * w0[i];
-                y[(size_t)(r0 + r) * ldy + j] = s;
-            }
-        }
+/* One weight row against up to 8 x rows: 8 accumulators, the weight vector loaded once per 8 columns, so a
+   matrix streams through exactly once for m ≤ 8 (a 4-row blocking would read it twice at m = 8). */
+JC_AVX2 static inline void row_dot8(int rows, int k, const float *x, int ldx, const float *w, float *out) {
+    __m256 acc[8];
+    for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 wv = _mm256_loadu_ps(w + i);
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)r * ldx + i), wv, acc[r]);
+    }
+    for (int r = 0; r < rows; r++) {
+        float s = hsum8(acc[r]);
+        for (int t = i; t < k; t++) s += x[(size_t)r * ldx + t] * w[t];
+        out[r] = s;
     }
 }
 
-JC_AVX2 static inline __m256 bf16x8(const unsigned short *p) {
-    __m128i h = _mm_loadu_si128((const __m128i *)p);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-JC_AVX2 static void gemm_few_rows_bf16_avx2(int m, int n0, int n1, int k, const float *x, int ldx, const unsigned short *w,
-                                            int ldw, float *y, int ldy) {
-    for (int r0 = 0; r0 < m; r0 += 4) {
-        int rows = m - r0 < 4 ? m - r0 : 4;
-        const float *x0 = x + (size_t)r0 * ldx;
-        int j = n0;
-        for (; j + 1 < n1; j += 2) {
-            const unsigned short *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw;
-            __m256 acc[4][2];
-            for (int r = 0; r < 4; r++) { acc[r][0] = _mm256_setzero_ps(); acc[r][1] = _mm256_setzero_ps(); }
-            int i = 0;
-            for (; i + 8 <= k; i += 8) {
-                __m256 a = bf16x8(w0 + i), b = bf16x8(w1 + i);
-                for (int r = 0; r < rows; r++) {
-                    __m256 xv = _mm256_loadu_ps(x0 + (size_t)r * ldx + i);
-                    acc[r][0] = _mm256_fmadd_ps(xv, a, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(xv, b, acc[r][1]);
-                }
-            }
-            for (int r = 0; r < rows; r++) {
-                float s0 = hsum8(acc[r][0]), s1 = hsum8(acc[r][1]);
-                for (int t = i; t < k; t++) {
-                    uint32_t b0 = (uint32_t)w0[t] << 16, b1 = (uint32_t)w1[t] << 16;
-                    float f0, f1;
-                    memcpy(&f0, &b0, 4); memcpy(&f1, &b1, 4);
-                    s0 += x0[(size_t)r * ldx + t] * f0;
-                    s1 += x0[(size_t)r * ldx + t] * f1;
-                }
-                y[(size_t)(r0 + r) * ldy + j] = s0;
-                y[(size_t)(r0 + r) * ldy + j + 1] = s1;
-            }
-        }
-        for (; j < n1; j++) {
-            const unsigned short *w0 = w + (size_t)j * ldw;
-            for (int r = 0; r < rows; r++) {
-                float s = 0;
-                for (int t = 0; t < k; t++) {
-                    uint32_t b0 = (uint32_t)w0[t] << 16;
-                    float f0;
-                    memcpy(&f0, &b0, 4);
-                    s += x0[(size_t)r * ldx + t] * f0;
-                }
-                y[(size_t)(r0 + r) * ldy + j] = s;
-            }
+JC_AVX2 static void gemm_few_rows_avx2(int m, int n0, int n1, int k, const float *x, int ldx, const float *w, int ldw,
+                                       float *y, int ldy) {
+    float out[8];
+    // Weight rows outermost: each is read from memory once and reused from L1 by every block of 8 x rows.
+    for (int j = n0; j < n1; j++) {
+        for (int r0 = 0; r0 < m; r0 += 8) {
+            int rows = m - r0 < 8 ? m - r0 : 8;
+            row_dot8(rows, k, x + (size_t)r0 * ldx, ldx, w + (size_t)j * ldw, out);
+            for (int r = 0; r < rows; r++) y[(size_t)(r0 + r) * ldy + j] = out[r];
         }
     }
 }
@@ -204,24 +140,6 @@ void jc_gemm_few_rows(int m, int n0, int n1, int k, const float *x, int ldx, con
         for (int j = n0; j < n1; j++) {
             float s = 0;
             for (int i = 0; i < k; i++) s += x[(size_t)r * ldx + i] * w[(size_t)j * ldw + i];
-            y[(size_t)r * ldy + j] = s;
-        }
-}
-
-void jc_gemm_few_rows_bf16(int m, int n0, int n1, int k, const float *x, int ldx, const unsigned short *w, int ldw,
-                           float *y, int ldy) {
-#if JC_X86
-    if (jc_has_avx2()) { gemm_few_rows_bf16_avx2(m, n0, n1, k, x, ldx, w, ldw, y, ldy); return; }
-#endif
-    for (int r = 0; r < m; r++)
-        for (int j = n0; j < n1; j++) {
-            float s = 0;
-            for (int i = 0; i < k; i++) {
-                uint32_t bits = (uint32_t)w[(size_t)j * ldw + i] << 16;
-                float f;
-                memcpy(&f, &bits, 4);
-                s += x[(size_t)r * ldx + i] * f;
-            }
             y[(size_t)r * ldy + j] = s;
         }
 }

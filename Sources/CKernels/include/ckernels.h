@@ -9,15 +9,11 @@ extern "C" {
 /// 1 when the AVX2+FMA paths run on this CPU (checked once at run time), else 0 (portable C paths).
 int jc_has_avx2(void);
 
-/// y[m, n] = x[m, k] · w[n, k]ᵀ for a few rows (m ≤ 8 is the intended use): each row of w is read once and
+/// y[m, n] = x[m, k] · w[n, k]ᵀ for a few rows (m ≤ 16 is the intended use): each row of w is read once and
 /// dotted with every row of x, so the weights stream at memory speed instead of being packed as sgemm does.
 /// Computes only output columns [n0, n1) so callers can split the work across threads.
 void jc_gemm_few_rows(int m, int n0, int n1, int k, const float *x, int ldx, const float *w, int ldw,
                       float *y, int ldy);
-
-/// Same with bf16 weights (uint16 top halves of f32), widened in registers.
-void jc_gemm_few_rows_bf16(int m, int n0, int n1, int k, const float *x, int ldx, const unsigned short *w, int ldw,
-                           float *y, int ldy);
 
 /// The Mamba selective scan for one token over channels [c0, c1):
 ///   h[c, :] = exp(dt[c] · A[c, :]) ⊙ h[c, :] + (dt[c] · u[c]) · B
