@@ -87,6 +87,27 @@ struct RemoteExpertExecutor: ExpertExecutor {
         return outputs
     }
 
+    /// The plan's row ranges per worker, except that an expert's rows are not split when a part would be a "few
+    /// rows" product: 1 row goes through sgemv, 2…8 through the few-row kernel, more through sgemm, and those
+    /// sum in different orders. Keeping such an expert whole on its largest holder keeps every row's result
+    /// bit-identical to the in-process run; large batches (prefill) still split, sgemm on both sides.
+    private static func consolidate(_ plan: DispatchPlan, pending: [Pending], index: [ExpertKey: Int]) -> [WorkerID: [Pending]] {
+        var out: [WorkerID: [Pending]] = [:]
+        for (key, shares) in plan.byExpert.sorted(by: { $0.key < $1.key }) {
+            guard let i = index[key], !shares.isEmpty else { continue }
+            let rows = pending[i].rows
+            if shares.count > 1, shares.contains(where: { $0.rows.count <= BLAS.fewRowsLimit }),
+               let biggest = shares.max(by: { ($0.rows.count, $1.worker) < ($1.rows.count, $0.worker) }) {
+                out[biggest.worker, default: []].append(Pending(batch: pending[i].batch, rows: rows))
+                continue
+            }
+            for share in shares where !share.rows.isEmpty {
+                out[share.worker, default: []].append(Pending(batch: pending[i].batch, rows: Array(rows[share.rows])))
+            }
+        }
+        return out
+    }
+
     /// Plans, sends and collects one round. Returns the parts that failed (worker lost, error reply, timeout).
     private mutating func dispatchOnce(layer: Int, pending: [Pending], batches: [ExpertBatch], excluded: Set<WorkerID>,
                                        outputs: inout [Matrix]) throws -> Failure {
@@ -106,12 +127,8 @@ struct RemoteExpertExecutor: ExpertExecutor {
         var sent: [UInt64: Sent] = [:]
         var failure = Failure()
         let encodeStart = DispatchTime.now().uptimeNanoseconds
-        for (worker, slices) in plan.byWorker.sorted(by: { $0.key < $1.key }) {
+        for (worker, parts) in Self.consolidate(plan, pending: pending, index: index).sorted(by: { $0.key < $1.key }) {
             guard let rec = link.registry[worker] else { continue }
-            let parts = slices.compactMap { s -> Pending? in
-                guard let i = index[s.expert] else { return nil }
-                return Pending(batch: pending[i].batch, rows: Array(pending[i].rows[s.rows]))
-            }
             let rows = parts.map { p -> JambaWire.ExpertRows in
                 let b = batches[p.batch]
                 let m = p.rows.count == b.rows.rows ? b.rows : b.rows.gatherRows(p.rows)

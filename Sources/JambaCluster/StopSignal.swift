@@ -4,7 +4,10 @@ import Foundation
 import ZeroMQ
 
 /// Installs SIGINT and SIGTERM handlers that post to a Wakeup and set a flag the loop reads.
-public final class StopSignal {
+///
+/// `@unchecked Sendable`: every stored property is an immutable `let`; the flag is lock-protected and the wakeup is
+/// thread-safe; the signal sources are only kept alive, never touched after init.
+public final class StopSignal: @unchecked Sendable {
     /// Kept only so the sources stay alive for the process lifetime.
     private let sources: [any DispatchSourceSignal]
     private let flag = LockedFlag()
