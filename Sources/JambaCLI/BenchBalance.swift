@@ -39,28 +39,10 @@ struct BenchBalance: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let vocab = try JambaConfig.load(directory: URL(fileURLWithPath: model)).vocabSize
-            let coord = Process()
-            coord.executableURL = ClusterBench.binary("jamba-coordinator")
-            coord.arguments = ["--model", model, "--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint", "tcp://127.0.0.1:*",
-                               "--min-workers", "\(workers)", "--placement", "round-robin", "--spare-slots", "\(spareSlots)",
-                               "--auto-rebalance", "0", "--threads", "\(threads)", "--log-level", "warning"]
-            let pipe = Pipe()
-            coord.standardOutput = pipe
-            try coord.run()
-            var procs = [coord]
-            defer { for p in procs where p.isRunning { kill(p.processIdentifier, SIGKILL) }; for p in procs { p.waitUntilExit() } }
-            let banner = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self).components(separatedBy: " ")
-            guard banner.count >= 5 else { throw ValidationError("coordinator did not start") }
-            let clientEP = banner[2].trimmingCharacters(in: CharacterSet(charactersIn: ","))
-            let workerEP = banner[4].trimmingCharacters(in: .whitespacesAndNewlines)
-            for i in 0..<workers {
-                let w = Process()
-                w.executableURL = ClusterBench.binary("jamba-worker")
-                w.arguments = ["--model", model, "--coordinator", workerEP, "--name", "w\(i)", "--threads", "\(threads)", "--log-level", "warning"]
-                w.standardOutput = FileHandle.nullDevice
-                try w.run()
-                procs.append(w)
-            }
+            let cluster = try LocalCluster(model: model, workers: workers, threads: threads, coordinatorArgs: [
+                "--placement", "round-robin", "--spare-slots", "\(spareSlots)", "--auto-rebalance", "0"])
+            defer { cluster.stop() }
+            let clientEP = cluster.clientEndpoint
             let client = try ClusterClient(endpoint: clientEP, timeout: 60)
             try waitSettled(client, minCopies: 1)
             var report = Report(model: model, workers: workers, spareSlots: spareSlots, jobs: jobs, newTokens: newTokens,

@@ -10,33 +10,10 @@ struct ClusterBench {
     let threads: Int
     let log: (String) -> Void
 
-    /// The daemons next to this executable.
-    static func binary(_ name: String) -> URL {
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        return me.deletingLastPathComponent().appendingPathComponent(name)
-    }
-
     func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int) throws -> [BenchReport.Row] {
-        let coord = Process()
-        coord.executableURL = Self.binary("jamba-coordinator")
-        coord.arguments = ["--model", model, "--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint", "tcp://127.0.0.1:*",
-                           "--min-workers", "\(workers)", "--threads", "\(threads)", "--log-level", "warning"]
-        let out = Pipe()
-        coord.standardOutput = out
-        try coord.run()
-        var procs = [coord]
-        defer { for p in procs where p.isRunning { kill(p.processIdentifier, SIGKILL) }; for p in procs { p.waitUntilExit() } }
-        let banner = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).components(separatedBy: " ")
-        guard banner.count >= 5 else { throw ValidationError("coordinator did not start") }
-        let clientEP = banner[2].trimmingCharacters(in: CharacterSet(charactersIn: ",")), workerEP = banner[4].trimmingCharacters(in: .whitespacesAndNewlines)
-        for i in 0..<workers {
-            let w = Process()
-            w.executableURL = Self.binary("jamba-worker")
-            w.arguments = ["--model", model, "--coordinator", workerEP, "--name", "bench-\(i)", "--threads", "\(threads)", "--log-level", "warning"]
-            w.standardOutput = FileHandle.nullDevice
-            try w.run()
-            procs.append(w)
-        }
+        let cluster = try LocalCluster(model: model, workers: workers, threads: threads)
+        defer { cluster.stop() }
+        let clientEP = cluster.clientEndpoint
         let client = try ClusterClient(endpoint: clientEP, timeout: 120)
         let deadline = Date().addingTimeInterval(300)
         while Date() < deadline {

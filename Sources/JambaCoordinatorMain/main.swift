@@ -44,12 +44,7 @@ struct CoordinatorCommand: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        Daemon.bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let log = Logger(label: "jamba-coordinator")
         if let threads { BLAS.setThreads(threads) }
         var s = CoordinatorSettings(modelDirectory: URL(fileURLWithPath: model), clientEndpoint: clientEndpoint, workerEndpoint: workerEndpoint)
@@ -64,15 +59,10 @@ struct CoordinatorCommand: ParsableCommand {
         s.statsWindowRows = statsWindowRows
         s.statsWindowSeconds = statsWindowSeconds
         s.autoRebalanceThreshold = autoRebalance
-        do {
-            let stop = try StopSignal()
-            let service = try CoordinatorService(settings: s, logger: log)
-            FileHandle.standardOutput.write(Data(("jamba-coordinator: clients \(service.endpoints.client), workers \(service.endpoints.worker)" + "\n").utf8))
-            try service.run(stop: stop)
-        } catch {
-            log.critical("coordinator failed", metadata: ["error": "\(error)"])
-            throw ExitCode(1)
-        }
+        let ok = Daemon.run(log: log, what: "coordinator", make: { try CoordinatorService(settings: s, logger: log) },
+                            banner: { "jamba-coordinator: clients \($0.endpoints.client), workers \($0.endpoints.worker)" },
+                            run: { try $0.run(stop: $1) })
+        if !ok { throw ExitCode(1) }
     }
 }
 

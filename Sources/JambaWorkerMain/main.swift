@@ -27,26 +27,16 @@ struct WorkerCommand: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        Daemon.bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         let log = Logger(label: "jamba-worker[\(workerName)]")
         BLAS.setThreads(threads)
         var s = WorkerSettings(modelDirectory: URL(fileURLWithPath: model), coordinator: coordinator, name: workerName, threads: threads)
         s.expertSlots = expertSlots
-        do {
-            let stop = try StopSignal()
-            let service = try WorkerService(settings: s, logger: log)
-            FileHandle.standardOutput.write(Data(("jamba-worker \(workerName): coordinator \(coordinator)" + "\n").utf8))
-            try service.run(stop: stop)
-        } catch {
-            log.critical("worker failed", metadata: ["error": "\(error)"])
-            throw ExitCode(1)
-        }
+        let ok = Daemon.run(log: log, what: "worker", make: { try WorkerService(settings: s, logger: log) },
+                            banner: { _ in "jamba-worker \(workerName): coordinator \(coordinator)" },
+                            run: { try $0.run(stop: $1) })
+        if !ok { throw ExitCode(1) }
     }
 }
 
