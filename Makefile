@@ -31,6 +31,9 @@ demo: deps
 bench: release
 	[ -f $(BENCH_MODEL)/config.json ] || python3 tools/bench/make_bench_model.py $(BENCH_MODEL)
 	.build/release/jamba bench --model $(BENCH_MODEL) --threads 2 --out bench/results
+	[ -f /tmp/tokenizer-bench/tokenizer.json ] || python3 tools/tokenizer-bench/make_tokenizer.py --out /tmp/tokenizer-bench
+	.build/release/jamba bench-tokenizer --tokenizer /tmp/tokenizer-bench/tokenizer.json \
+	  --text /tmp/tokenizer-bench/kjv.txt,/tmp/tokenizer-bench/python.txt --out bench/tokenizer
 
 # Expert balancing under Zipf-skewed routing: round-robin placement vs rebalanced (bench/balance.*).
 bench-balance: release

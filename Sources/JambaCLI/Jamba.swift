@@ -7,7 +7,7 @@ struct Jamba: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jamba",
         abstract: "Run Jamba models locally or through a JambaCluster coordinator.",
-        subcommands: [Generate.self, Logits.self, Tokenize.self, Detokenize.self, Perplexity.self, Submit.self, Status.self, Rebalance.self, Bench.self, BenchBalance.self]
+        subcommands: [Generate.self, Logits.self, Tokenize.self, Detokenize.self, Perplexity.self, Submit.self, Status.self, Rebalance.self, Bench.self, BenchBalance.self, BenchTokenizer.self]
     )
 }
 
