@@ -1,0 +1,41 @@
+// BundledModelTests: the shipped KJV model: perplexity and greedy text equal transformers' on held-out scripture.
+import Foundation
+import JambaLoader
+@testable import JambaModel
+import JambaTokenizer
+import XCTest
+
+final class BundledModelTests: XCTestCase {
+    static let modelDir = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("models/kjv-jamba-mini")
+    static let heldout = Fixtures.model("kjv-heldout")
+
+    func testHeldOutPerplexityAndGreedyTextMatchTransformers() throws {
+        let ref = try XCTUnwrap(JSONValue.parse(try Data(contentsOf: Self.heldout.appendingPathComponent("reference.json"))))
+        let ids = try XCTUnwrap(JSONValue.parse(try Data(contentsOf: Self.heldout.appendingPathComponent("heldout_ids.json")))?.array).compactMap(\.int)
+        let text = try String(contentsOf: Self.heldout.appendingPathComponent("heldout.txt"), encoding: .utf8)
+        let tokenizer = try Tokenizer(directory: Self.modelDir)
+        XCTAssertEqual(tokenizer.encode(text.hasSuffix("\n") ? String(text.dropLast()) : text), ids, "our tokenizer gives transformers' ids")
+
+        let (model, ck) = try JambaModel.load(directory: Self.modelDir)  // sharded bf16 checkpoint
+        let experts = try ExpertStore.load(ExpertStore.allIDs(model.config), from: ck, config: model.config)
+        let (nll, ppl) = try PerplexityMeter.measure(model: model, experts: experts, tokens: ids)
+        let refPPL = try XCTUnwrap(ref["passage"]?["perplexity"]?.double)
+        let rel = abs(ppl - refPPL) / refPPL
+        print("[kjv] held-out perplexity ours \(ppl) vs transformers \(refPPL): relative diff \(rel) (tol 0.5%); mean NLL \(nll); vocab \(model.config.vocabSize)")
+        XCTAssertLessThanOrEqual(rel, 0.005)
+        XCTAssertLessThan(ppl, Double(model.config.vocabSize) / 50, "far below the vocabulary size: the model learned")
+
+        let prompt = try XCTUnwrap(ref["greedy"]?["prompt_ids"]?.array).compactMap(\.int)
+        let expected = try XCTUnwrap(ref["greedy"]?["new_ids"]?.array).compactMap(\.int)
+        var engine = Engine(model: model, executor: LocalExpertExecutor(experts: experts))
+        try engine.submit(id: 0, prompt: prompt, params: SamplingParams(maxTokens: expected.count, ignoreEOS: true))
+        var got: [Int] = []
+        while !engine.isIdle { for e in engine.step() { if case let .token(_, t) = e { got.append(t) } } }
+        XCTAssertEqual(got, expected)
+        var stream = StreamingDecoder(tokenizer: tokenizer)
+        _ = try stream.append(contentsOf: prompt)
+        let continuation = try stream.append(contentsOf: got) + stream.finish()
+        print("[kjv] And God said\(continuation)")
+        XCTAssertEqual(continuation, " " + (ref["greedy"]?["new_text"]?.string ?? ""))
+    }
+}
