@@ -11,6 +11,7 @@ public enum BLAS {
     /// Sets the size of OpenBLAS's thread pool for this process.
     public static func setThreads(_ n: Int) {
         openblas_set_num_threads(Int32(max(1, n)))
+        kernelThreads = max(1, n)
     }
 
     public static var threads: Int { Int(openblas_get_num_threads()) }
@@ -25,7 +26,8 @@ public enum BLAS {
     /// y[M, N] = x[M, K] · w[N, K]ᵀ with the few-row kernel, output columns split across `kernelThreads`.
     public static func gemmFewRows(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
                                    w: UnsafePointer<Float>, ldw: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
-        let parts = n * k >= 1 << 16 ? max(1, kernelThreads) : 1
+        // Splitting costs a thread hand-off (~10 µs): worth it only for matrices of a megabyte or more.
+        let parts = n * k >= 1 << 18 ? max(1, kernelThreads) : 1
         if parts == 1 {
             jc_gemm_few_rows(Int32(m), 0, Int32(n), Int32(k), x, Int32(ldx), w, Int32(ldw), y, Int32(ldy))
             return
