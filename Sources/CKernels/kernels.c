@@ -52,32 +52,38 @@ JC_AVX2 static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* One weight row against up to 8 x rows: 8 accumulators, the weight vector loaded once per 8 columns, so a
-   matrix streams through exactly once for m ≤ 8 (a 4-row blocking would read it twice at m = 8). */
-JC_AVX2 static inline void row_dot8(int rows, int k, const float *x, int ldx, const float *w, float *out) {
+/* One weight row against R ≤ 8 x rows: R accumulators, the weight vector loaded once per 8 columns, so a
+   matrix streams through exactly once. R is a compile-time constant at each call site (see the switch below):
+   with a run-time row count the accumulators would live on the stack instead of in registers. */
+#define JC_INLINE __attribute__((always_inline)) inline
+JC_AVX2 static JC_INLINE void row_dot(const int R, int k, const float *x, int ldx, const float *w, float *out) {
     __m256 acc[8];
-    for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= k; i += 8) {
         __m256 wv = _mm256_loadu_ps(w + i);
-        for (int r = 0; r < rows; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)r * ldx + i), wv, acc[r]);
+        for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)r * ldx + i), wv, acc[r]);
     }
-    for (int r = 0; r < rows; r++) {
+    for (int r = 0; r < R; r++) {
         float s = hsum8(acc[r]);
         for (int t = i; t < k; t++) s += x[(size_t)r * ldx + t] * w[t];
         out[r] = s;
     }
 }
 
+#define JC_ROWS_CASE(R) case R: for (int j = n0; j < n1; j++) { \
+        row_dot(R, k, xb, ldx, w + (size_t)j * ldw, out); \
+        for (int r = 0; r < R; r++) y[(size_t)(r0 + r) * ldy + j] = out[r]; } break;
+
 JC_AVX2 static void gemm_few_rows_avx2(int m, int n0, int n1, int k, const float *x, int ldx, const float *w, int ldw,
                                        float *y, int ldy) {
     float out[8];
-    // Weight rows outermost: each is read from memory once and reused from L1 by every block of 8 x rows.
-    for (int j = n0; j < n1; j++) {
-        for (int r0 = 0; r0 < m; r0 += 8) {
-            int rows = m - r0 < 8 ? m - r0 : 8;
-            row_dot8(rows, k, x + (size_t)r0 * ldx, ldx, w + (size_t)j * ldw, out);
-            for (int r = 0; r < rows; r++) y[(size_t)(r0 + r) * ldy + j] = out[r];
+    // Blocks of 8 x rows; within a block, weight rows outermost so each is read once per block.
+    for (int r0 = 0; r0 < m; r0 += 8) {
+        const float *xb = x + (size_t)r0 * ldx;
+        switch (m - r0 < 8 ? m - r0 : 8) {
+            JC_ROWS_CASE(1) JC_ROWS_CASE(2) JC_ROWS_CASE(3) JC_ROWS_CASE(4)
+            JC_ROWS_CASE(5) JC_ROWS_CASE(6) JC_ROWS_CASE(7) JC_ROWS_CASE(8)
         }
     }
 }

@@ -88,8 +88,8 @@ struct RemoteExpertExecutor: ExpertExecutor {
     }
 
     /// The plan's row ranges per worker, except that an expert's rows are not split when a part would be a "few
-    /// rows" product: 1 row goes through sgemv, 2…8 through the few-row kernel, more through sgemm, and those
-    /// sum in different orders. Keeping such an expert whole on its largest holder keeps every row's result
+    /// rows" product: up to 8 rows go through the few-row kernel, more through sgemm, and the two sum in different
+    /// orders. Keeping such an expert whole on its largest holder keeps every row's result
     /// bit-identical to the in-process run; large batches (prefill) still split, sgemm on both sides.
     private static func consolidate(_ plan: DispatchPlan, pending: [Pending], index: [ExpertKey: Int]) -> [WorkerID: [Pending]] {
         var out: [WorkerID: [Pending]] = [:]
