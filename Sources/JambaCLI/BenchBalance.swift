@@ -52,7 +52,8 @@ struct BenchBalance: ParsableCommand {
             let plan = try client.rebalance(dryRun: false)
             report.moves = plan.moves.count
             log("rebalance: expected imbalance \(String(format: "%.3f", plan.imbalanceBefore)) -> \(String(format: "%.3f", plan.imbalanceAfter)), \(plan.moves.count) moves")
-            try waitSettled(client, minCopies: 1 + copies(try client.status()))
+            // Settled: the replicas serve (more copies than round-robin's one each) and the count stopped changing.
+            try waitSettled(client, minCopies: (report.before?.copies ?? 0) + 1)
             _ = try workload(clientEP, vocab: vocab, seed: 2)
             report.after = try measure(client, endpoint: clientEP, vocab: vocab, name: "rebalanced")
             let enc = JSONEncoder()
