@@ -14,6 +14,9 @@ Usage (normally called by tools/bench/run_llamacpp.sh, which builds llama.cpp an
                                                      TTFT = T_PP (prefill of the B 32-token prompts)
         Every command runs in its own process; peak RSS = that process's ru_maxrss (weights are mmapped, so the
         resident pages of the model file count). Writes the JSON given by --out.
+        Shared machine: before each process it waits up to --max-wait s for the rest of the machine to use < 0.25
+        cores; a process during which the rest used > --clean cores is run again (up to --max-tries, the quietest
+        kept). other_processes_cpu_cores in the JSON says how busy the rest of the machine was (0 quiet, 2 full).
 """
 import argparse
 import datetime
@@ -80,7 +83,9 @@ def cpu_busy_s():
     return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
-MAX_WAIT = 60.0
+MAX_WAIT = 60.0     # s to wait for a quiet machine before each process (--max-wait)
+CLEAN = 0.3         # a run during which the rest of the machine used more cores than this is retried (--clean)
+MAX_TRIES = 4       # ... at most this many times; the quietest attempt is kept (--max-tries)
 
 
 def wait_quiet(threshold=0.25, window_s=3.0):
@@ -95,6 +100,22 @@ def wait_quiet(threshold=0.25, window_s=3.0):
 
 
 def run_rss(cmd):
+    """run_once, retried (up to MAX_TRIES) while the rest of the machine used more than CLEAN cores; keeps the
+    quietest attempt. Same return value as run_once, info also has "attempts" and the other attempts' noise."""
+    best, noise = None, []
+    for _ in range(max(1, MAX_TRIES)):
+        r = run_once(cmd)
+        noise.append(r[4]["other_processes_cpu_cores"])
+        if best is None or r[4]["other_processes_cpu_cores"] < best[4]["other_processes_cpu_cores"]:
+            best = r
+        if best[4]["other_processes_cpu_cores"] <= CLEAN:
+            break
+    best[4]["attempts"] = len(noise)
+    best[4]["other_processes_cpu_cores_per_attempt"] = noise
+    return best
+
+
+def run_once(cmd):
     """Fresh process; returns (stdout, stderr, peak RSS KiB, wall s, info). Uses os.wait4 for the child's own rusage.
     info: waited_for_quiet_s, other_processes_cpu_cores (CPU used by everything else while it ran), load averages."""
     waited, use_before = wait_quiet() if MAX_WAIT > 0 else (0, None)
@@ -271,12 +292,15 @@ def main():
     b.add_argument("--out", required=True)
     b.add_argument("--max-wait", type=float, default=60,
                    help="before each process wait up to this many seconds for the other processes to go quiet")
+    b.add_argument("--clean", type=float, default=0.3,
+                   help="retry a process during which the rest of the machine used more cores than this")
+    b.add_argument("--max-tries", type=int, default=4)
     args = ap.parse_args()
     if args.cmd == "tokenizer":
         write_tokenizer(args.hf_dir)
     else:
-        global MAX_WAIT
-        MAX_WAIT = args.max_wait
+        global MAX_WAIT, CLEAN, MAX_TRIES
+        MAX_WAIT, CLEAN, MAX_TRIES = args.max_wait, args.clean, args.max_tries
         bench(args)
 
 

@@ -35,6 +35,8 @@
 #   MAX_WAIT                  before each benchmark process, wait up to this many s for the machine to go quiet
 #                             (other processes < 0.25 cores; default 60, 0 = don't wait). The JSON records how busy
 #                             the rest of the machine was during each run (other_processes_cpu_cores).
+#   MAX_TRIES                 a process during which the rest of the machine used > 0.3 cores is run again, up to
+#                             this many times in all (default 4); the quietest attempt is kept.
 #   DTYPES                    default "f32 f16 q8_0"
 # Do not run this next to another benchmark: the machine has 2 cores and the figures use both.
 set -euo pipefail
@@ -116,7 +118,7 @@ stage_convert() {
 stage_bench() {
     log "benchmarking ($DTYPES), writing $OUT_JSON"
     "$PY" "$HERE/llamacpp_bench.py" bench --bin "$BUILD_DIR/bin" --gguf-dir "$GGUF_DIR" --dtypes $DTYPES \
-        --repeats "${REPEATS:-3}" --max-wait "${MAX_WAIT:-60}" --source "$SOURCE_DESC" --llama-cpp-dir "$LLAMA_CPP_DIR" --out "$OUT_JSON"
+        --repeats "${REPEATS:-3}" --max-wait "${MAX_WAIT:-60}" --max-tries "${MAX_TRIES:-4}" --source "$SOURCE_DESC" --llama-cpp-dir "$LLAMA_CPP_DIR" --out "$OUT_JSON"
 }
 
 case "$STAGE" in
