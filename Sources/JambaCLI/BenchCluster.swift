@@ -39,11 +39,12 @@ struct ClusterBench {
             if stepMs > 0 {
                 row.msPerStep = stepMs / Double(after.steps - before.steps)
                 row.encodeShare = (after.encodeMs - before.encodeMs) / stepMs
+                row.planShare = (after.planMs - before.planMs) / stepMs
                 row.waitShare = (after.waitMs - before.waitMs) / stepMs
                 row.decodeShare = (after.decodeMs - before.decodeMs) / stepMs
                 row.workerComputeShare = (after.workerComputeMs - before.workerComputeMs) / stepMs
             }
-            log("cluster \(workers)w decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, encode \(pct(row.encodeShare)), wait \(pct(row.waitShare)) (workers computing \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
+            log("cluster \(workers)w decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (workers computing \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
             rows.append(row)
         }
         return rows

@@ -32,6 +32,8 @@ struct BenchReport: Codable {
         var bytesPerStep: Double?
         /// Fraction of the step spent in encoding, waiting for workers (transport + their compute), decoding.
         var encodeShare: Double?
+        /// Of `encodeShare`: the part spent planning the dispatch (scheduler), the rest is the codec and the send.
+        var planShare: Double?
         var waitShare: Double?
         var decodeShare: Double?
         var workerComputeShare: Double?
@@ -82,13 +84,13 @@ struct BenchReport: Codable {
             s += "| memory read GB/s | \(f(l.readGBps.first)) | \(f(l.readGBps.last)) |\n"
             s += "| sgemv GB/s | \(f(l.sgemvGBps.first)) | \(f(l.sgemvGBps.last)) |\n\n"
         }
-        s += "| mode | scenario | tok/s | TTFT s | ms/step | MB/step | achieved | of limit | encode | wait | decode |\n"
+        s += "| mode | scenario | tok/s | TTFT s | ms/step | MB/step | achieved | of limit | encode (of it: plan) | wait | decode |\n"
         s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
         for r in rows {
             let achieved = r.achievedPerSecond.map { r.limitKind == "flops" ? "\(f($0 / 1e9)) GFLOP/s" : "\(f($0 / 1e9)) GB/s" } ?? ""
             s += "| \(r.mode) | \(r.scenario) | \(f(r.tokensPerSecond)) | \(f3(r.ttftSeconds)) | \(r.msPerStep.map(f) ?? "") | "
             s += "\(r.bytesPerStep.map { f($0 / 1e6) } ?? "") | \(achieved) | \(r.ofLimit.map(pct) ?? "") | "
-            s += "\(r.encodeShare.map(pct) ?? "") | \(r.waitShare.map(pct) ?? "") | \(r.decodeShare.map(pct) ?? "") |\n"
+            s += "\(r.encodeShare.map(pct) ?? "")\(r.planShare.map { " (" + pct($0) + ")" } ?? "") | \(r.waitShare.map(pct) ?? "") | \(r.decodeShare.map(pct) ?? "") |\n"
         }
         s += "\nPeak resident memory of the benchmark process: \(f(Double(peakRSSBytes) / 1e9)) GB.\n"
         return s

@@ -115,6 +115,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
         for w in link.registry.live where !excluded.contains(w.id) {
             state[w.id] = WorkerLoadState(queuedRows: 0, speed: stats.speed(of: w.id))
         }
+        let planStart = DispatchTime.now().uptimeNanoseconds
         let keyOf = { (p: Pending) in ExpertKey(layer: layer, expert: batches[p.batch].expert) }
         let index = Dictionary(uniqueKeysWithValues: pending.enumerated().map { (keyOf($0.element), $0.offset) })
         let plan: DispatchPlan
@@ -126,8 +127,11 @@ struct RemoteExpertExecutor: ExpertExecutor {
         }
         var sent: [UInt64: Sent] = [:]
         var failure = Failure()
+        let perWorker = Self.consolidate(plan, pending: pending, index: index).sorted(by: { $0.key < $1.key })
+        let planMs = Self.ms(since: planStart)
+        stats.timings.planMs += planMs
         let encodeStart = DispatchTime.now().uptimeNanoseconds
-        for (worker, parts) in Self.consolidate(plan, pending: pending, index: index).sorted(by: { $0.key < $1.key }) {
+        for (worker, parts) in perWorker {
             guard let rec = link.registry[worker] else { continue }
             let rows = parts.map { p -> JambaWire.ExpertRows in
                 let b = batches[p.batch]
@@ -148,7 +152,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
                 failure.reason = "worker unreachable"
             }
         }
-        stats.timings.encodeMs += Self.ms(since: encodeStart)
+        stats.timings.encodeMs += Self.ms(since: encodeStart) + planMs
         let waitStart = DispatchTime.now().uptimeNanoseconds
         var decodeNanos: UInt64 = 0
         defer { stats.timings.waitMs += Self.ms(since: waitStart) - Double(decodeNanos) / 1e6 }
