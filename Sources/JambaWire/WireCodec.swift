@@ -77,14 +77,20 @@ public enum WireCodec {
 
 // MARK: Envelope conveniences
 
-extension Jamba_V1_WorkerToCoordinator {
-    /// Parses a worker's message; an envelope with no arm set is `malformed` (a peer speaking a newer
-    /// protocol would show up here as an unknown field, which is worth a clear error, not a silent no-op).
+/// A top-level jamba.v1 message whose one `oneof` must be set: parsing checks that (an empty envelope, or one
+/// from a newer protocol whose arm we do not know, is `malformed` with a clear message, never a silent no-op).
+public protocol WireEnvelope: SwiftProtobuf.Message {
+    /// Whether the envelope's oneof carries something, and what the oneof is called (for the error message).
+    var hasPayload: Bool { get }
+    static var payloadName: String { get }
+}
+
+extension WireEnvelope {
     public static func parse<Bytes: SwiftProtobufContiguousBytes>(
         _ bytes: Bytes, maxBytes: Int = WireCodec.defaultMaxMessageBytes
     ) throws(WireError) -> Self {
         let envelope = try WireCodec.parse(Self.self, from: bytes, maxBytes: maxBytes)
-        guard envelope.msg != nil else { throw .malformed("\(protoMessageName): no message set") }
+        guard envelope.hasPayload else { throw .malformed("\(protoMessageName): no \(payloadName) set") }
         return envelope
     }
 
@@ -93,47 +99,22 @@ extension Jamba_V1_WorkerToCoordinator {
     }
 }
 
-extension Jamba_V1_CoordinatorToWorker {
-    /// Parses a coordinator's message; an envelope with no arm set is `malformed`.
-    public static func parse<Bytes: SwiftProtobufContiguousBytes>(
-        _ bytes: Bytes, maxBytes: Int = WireCodec.defaultMaxMessageBytes
-    ) throws(WireError) -> Self {
-        let envelope = try WireCodec.parse(Self.self, from: bytes, maxBytes: maxBytes)
-        guard envelope.msg != nil else { throw .malformed("\(protoMessageName): no message set") }
-        return envelope
-    }
-
-    public func serialized(maxBytes: Int = WireCodec.defaultMaxMessageBytes) throws(WireError) -> [UInt8] {
-        try WireCodec.serialize(self, maxBytes: maxBytes)
-    }
+extension Jamba_V1_WorkerToCoordinator: WireEnvelope {
+    public var hasPayload: Bool { msg != nil }
+    public static var payloadName: String { "message" }
 }
 
-extension Jamba_V1_ClientRequest {
-    /// Parses a client's request; a request with no arm set is `malformed`.
-    public static func parse<Bytes: SwiftProtobufContiguousBytes>(
-        _ bytes: Bytes, maxBytes: Int = WireCodec.defaultMaxMessageBytes
-    ) throws(WireError) -> Self {
-        let request = try WireCodec.parse(Self.self, from: bytes, maxBytes: maxBytes)
-        guard request.request != nil else { throw .malformed("\(protoMessageName): no request set") }
-        return request
-    }
-
-    public func serialized(maxBytes: Int = WireCodec.defaultMaxMessageBytes) throws(WireError) -> [UInt8] {
-        try WireCodec.serialize(self, maxBytes: maxBytes)
-    }
+extension Jamba_V1_CoordinatorToWorker: WireEnvelope {
+    public var hasPayload: Bool { msg != nil }
+    public static var payloadName: String { "message" }
 }
 
-extension Jamba_V1_ClientReply {
-    /// Parses the coordinator's reply to a client; a reply with no arm set is `malformed`.
-    public static func parse<Bytes: SwiftProtobufContiguousBytes>(
-        _ bytes: Bytes, maxBytes: Int = WireCodec.defaultMaxMessageBytes
-    ) throws(WireError) -> Self {
-        let reply = try WireCodec.parse(Self.self, from: bytes, maxBytes: maxBytes)
-        guard reply.reply != nil else { throw .malformed("\(protoMessageName): no reply set") }
-        return reply
-    }
+extension Jamba_V1_ClientRequest: WireEnvelope {
+    public var hasPayload: Bool { request != nil }
+    public static var payloadName: String { "request" }
+}
 
-    public func serialized(maxBytes: Int = WireCodec.defaultMaxMessageBytes) throws(WireError) -> [UInt8] {
-        try WireCodec.serialize(self, maxBytes: maxBytes)
-    }
+extension Jamba_V1_ClientReply: WireEnvelope {
+    public var hasPayload: Bool { reply != nil }
+    public static var payloadName: String { "reply" }
 }
