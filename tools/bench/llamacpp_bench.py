@@ -7,6 +7,7 @@ Usage (normally called by tools/bench/run_llamacpp.sh, which builds llama.cpp an
         config.json's vocab_size entries (<unk> <s> </s>, the 256 <0xXX> byte tokens, ASCII, then filler pieces).
         The bench model ships no tokenizer and convert_hf_to_gguf.py needs one; every benchmark feeds random ids.
     python3 tools/bench/llamacpp_bench.py bench --bin BUILD/bin --gguf-dir DIR [--dtypes f32 f16 q8_0] [--repeats 3]
+                                             [--update]   (keep the other dtypes already in --out)
         per dtype (DIR/bench-<dtype>.gguf), 2 threads:
           llama-bench -p 512 -n 128 -r R -o json   -> prefill512 tok/s (pp512), decode b1 tok/s (tg128), TTFT(512)
           llama-batched-bench -npp 32 -ntg 128 -npl B -c B*160 --output-format jsonl, B in 1 8 32, R processes
@@ -233,7 +234,8 @@ def bench(args):
     }
     for dt in args.dtypes:
         gguf = os.path.join(args.gguf_dir, f"bench-{dt}.gguf")
-        entry = {"gguf_bytes": os.path.getsize(gguf)}
+        entry = {"gguf_bytes": os.path.getsize(gguf), "date": datetime.datetime.now(datetime.timezone.utc)
+                 .isoformat(timespec="seconds")}
         lb = llama_bench(os.path.join(args.bin, "llama-bench"), gguf, args.repeats)
         info = lb.get("llama_bench_info", {})
         res["llama_cpp_commit"] = res["llama_cpp_commit"] or info.get("build_commit")
@@ -269,6 +271,15 @@ def bench(args):
     res["llama_cpp_commit"] = res["llama_cpp_commit"] or git_desc(args.llama_cpp_dir)
     res["load_avg_at_end"] = list(os.getloadavg())
     res["wall_s"] = round(time.time() - started, 1)
+    if args.update and os.path.exists(args.out):
+        # keep the other dtypes of an earlier run (e.g. re-running only a dtype whose run was disturbed)
+        with open(args.out) as f:
+            old = json.load(f)
+        kept = {dt: e for dt, e in old.get("dtypes", {}).items() if dt not in res["dtypes"]}
+        for e in kept.values():
+            e.setdefault("date", old.get("date"))
+        res["dtypes"] = {**kept, **res["dtypes"]}
+        res["updated_dtypes"] = args.dtypes
     res["summary"] = {dt: e["summary"] for dt, e in res["dtypes"].items()}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
@@ -295,6 +306,8 @@ def main():
     b.add_argument("--clean", type=float, default=0.3,
                    help="retry a process during which the rest of the machine used more cores than this")
     b.add_argument("--max-tries", type=int, default=4)
+    b.add_argument("--update", action="store_true",
+                   help="keep the dtypes of an existing --out file that this run does not benchmark")
     args = ap.parse_args()
     if args.cmd == "tokenizer":
         write_tokenizer(args.hf_dir)

@@ -38,6 +38,8 @@
 #   MAX_TRIES                 a process during which the rest of the machine used > 0.3 cores is run again, up to
 #                             this many times in all (default 4); the quietest attempt is kept.
 #   DTYPES                    default "f32 f16 q8_0"
+#   UPDATE=1                  keep the dtypes already in OUT_JSON that this run does not measure (re-run one dtype:
+#                             UPDATE=1 DTYPES=f32 bash tools/bench/run_llamacpp.sh bench)
 # Do not run this next to another benchmark: the machine has 2 cores and the figures use both.
 set -euo pipefail
 
@@ -118,7 +120,7 @@ stage_convert() {
 stage_bench() {
     log "benchmarking ($DTYPES), writing $OUT_JSON"
     "$PY" "$HERE/llamacpp_bench.py" bench --bin "$BUILD_DIR/bin" --gguf-dir "$GGUF_DIR" --dtypes $DTYPES \
-        --repeats "${REPEATS:-3}" --max-wait "${MAX_WAIT:-60}" --max-tries "${MAX_TRIES:-4}" --source "$SOURCE_DESC" --llama-cpp-dir "$LLAMA_CPP_DIR" --out "$OUT_JSON"
+        --repeats "${REPEATS:-3}" --max-wait "${MAX_WAIT:-60}" --max-tries "${MAX_TRIES:-4}" ${UPDATE:+--update} --source "$SOURCE_DESC" --llama-cpp-dir "$LLAMA_CPP_DIR" --out "$OUT_JSON"
 }
 
 case "$STAGE" in
