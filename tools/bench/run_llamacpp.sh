@@ -8,7 +8,7 @@
 #            used as is. Otherwise it comes from PyPI: the llama-cpp-python sdist vendors the whole llama.cpp tree
 #            (vendor/llama.cpp: CMake project, convert_hf_to_gguf.py, gguf-py), fetched with
 #            `pip download --no-deps --no-binary :all: llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION` and unpacked.
-#            (A plain `git clone https://github.com/ggml-org/llama.cpp` and LLAMA_CPP_DIR=... works the same way.)
+#            (A plain git clone of llama.cpp (ggml-org/llama.cpp) with LLAMA_CPP_DIR=... works the same way.)
 #   build    cmake -DGGML_NATIVE=ON -DLLAMA_CURL=OFF, Release; targets llama-bench, llama-batched-bench,
 #            llama-quantize; under `nice -n 10`, -j2.
 #   convert  convert_hf_to_gguf.py --outtype f32 and f16, then `llama-quantize ... Q8_0` from the f16 file.
