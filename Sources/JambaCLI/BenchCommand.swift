@@ -71,7 +71,7 @@ struct Bench: ParsableCommand {
 
     /// Parameters a prefill token multiplies through (no embedding, LM head once per prompt is ignored).
     func activeParams(_ m: JambaModel) -> Int {
-        (m.nonExpertBytesPerToken - 4 * m.lmHead.count) / 4 + m.config.moeLayers.count * m.config.numExpertsPerTok * m.expertBytes / 4
+        m.nonExpertParametersPerToken - m.lmHead.count + m.config.moeLayers.count * m.config.numExpertsPerTok * m.expertParameters
     }
 
     func measureLimits(config c: JambaConfig, threads: Int) -> BenchReport.Limits {

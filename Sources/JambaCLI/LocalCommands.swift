@@ -14,9 +14,9 @@ struct LocalModel {
 
     init(_ options: ModelOptions) throws {
         if let t = options.threads { BLAS.setThreads(t) }
-        let (model, ck) = try JambaModel.load(directory: options.url)
+        let (model, ck) = try JambaModel.load(directory: options.url, weightsDType: options.weightsDtype)
         self.model = model
-        experts = try ExpertStore.load(ExpertStore.allIDs(model.config), from: ck, config: model.config)
+        experts = try ExpertStore.load(ExpertStore.allIDs(model.config), from: ck, config: model.config, dtype: options.weightsDtype)
         let tokURL = options.url.appendingPathComponent("tokenizer.json")
         tokenizer = FileManager.default.fileExists(atPath: tokURL.path) ? try Tokenizer(directory: options.url) : nil
     }

@@ -1,6 +1,7 @@
 // Options: argument groups shared by the local and cluster commands (model folder, prompt, sampling).
 import ArgumentParser
 import Foundation
+import JambaMath
 import JambaModel
 
 struct ModelOptions: ParsableArguments {
@@ -9,6 +10,9 @@ struct ModelOptions: ParsableArguments {
 
     @Option(name: .long, help: "BLAS threads for this process (default: OpenBLAS's choice).")
     var threads: Int?
+
+    @Option(name: .long, help: "How weight matrices are held: f32, or bf16 (half the memory and bytes per step; compute stays f32).")
+    var weightsDtype: WeightDType = .f32
 
     var url: URL { URL(fileURLWithPath: model) }
 
@@ -61,3 +65,5 @@ struct SamplingOptions: ParsableArguments {
         do { try params.validate() } catch { throw ValidationError("\(error)") }
     }
 }
+
+extension WeightDType: ExpressibleByArgument {}

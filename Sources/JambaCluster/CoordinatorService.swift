@@ -2,6 +2,7 @@
 import Dispatch
 import Foundation
 import JambaLoader
+import JambaMath
 import JambaModel
 import JambaScheduler
 import JambaTokenizer
@@ -15,6 +16,8 @@ public struct CoordinatorSettings: Sendable {
     public var clientEndpoint: String
     public var workerEndpoint: String
     public var minWorkers = 1
+    /// How the non-expert weight matrices are held (workers choose for their experts).
+    public var weightsDType: WeightDType = .f32
     public var heartbeatTimeout = 3.5
     public var requestTimeout = 30.0
     public var maxContext: Int?
@@ -67,7 +70,7 @@ public final class CoordinatorService {
         log = logger
         let config = try JambaConfig.load(directory: settings.modelDirectory)
         let ck = try Checkpoint(directory: settings.modelDirectory)
-        model = try JambaModel(config: config, checkpoint: ck)
+        model = try JambaModel(config: config, checkpoint: ck, weightsDType: settings.weightsDType)
         fingerprint = try ModelFingerprint.of(directory: settings.modelDirectory, checkpoint: ck)
         let tokURL = settings.modelDirectory.appendingPathComponent("tokenizer.json")
         tokenizer = FileManager.default.fileExists(atPath: tokURL.path) ? try Tokenizer(directory: settings.modelDirectory) : nil

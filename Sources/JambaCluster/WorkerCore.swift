@@ -17,11 +17,12 @@ public struct WorkerCore {
     private var scratch: MLPScratch
     public let maxTensorBytes: Int
 
-    public init(config: JambaConfig, checkpoint: Checkpoint, maxTensorBytes: Int = TensorCodec.defaultMaxTensorBytes) {
+    public init(config: JambaConfig, checkpoint: Checkpoint, weightsDType: WeightDType = .f32,
+                maxTensorBytes: Int = TensorCodec.defaultMaxTensorBytes) {
         self.config = config
         self.checkpoint = checkpoint
         self.maxTensorBytes = maxTensorBytes
-        store = ExpertStore(intermediateSize: config.intermediateSize)
+        store = ExpertStore(intermediateSize: config.intermediateSize, dtype: weightsDType)
         scratch = MLPScratch(intermediate: config.intermediateSize)
     }
 
@@ -47,10 +48,9 @@ public struct WorkerCore {
     /// Runs off the serving thread; the result is installed with `install`.
     public static func load(_ wanted: Set<ExpertID>, reusing current: ExpertStore, checkpoint: Checkpoint,
                             config: JambaConfig) throws -> ExpertStore {
-        var next = ExpertStore(intermediateSize: config.intermediateSize)
         var kept: [ExpertID: MLP] = [:]
         for id in wanted { if let m = current.experts[id] { kept[id] = m } }
-        next = ExpertStore(experts: kept, intermediateSize: config.intermediateSize)
+        var next = ExpertStore(experts: kept, intermediateSize: config.intermediateSize, dtype: current.dtype)
         for id in wanted.sorted() where kept[id] == nil { try next.add(id, from: checkpoint, config: config) }
         return next
     }

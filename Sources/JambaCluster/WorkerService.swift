@@ -1,6 +1,7 @@
 // WorkerService: the expert-worker daemon's loop: register, load the assignment, serve batches, heartbeat.
 import Foundation
 import JambaLoader
+import JambaMath
 import JambaModel
 import JambaWire
 import Logging
@@ -14,6 +15,8 @@ public struct WorkerSettings: Sendable {
     public var threads: Int
     /// Expert slots offered to the scheduler (one slot = one expert of one layer); nil = from free memory.
     public var expertSlots: Int?
+    /// How experts are held: bf16 halves their memory, so the same machine offers twice the slots.
+    public var weightsDType: WeightDType = .f32
     public var heartbeatInterval: Double = 1.0
     /// Re-register when the coordinator has not acknowledged a heartbeat for this long (it restarted).
     public var coordinatorSilence: Double = 5.0
@@ -54,7 +57,7 @@ public final class WorkerService {
         log = logger
         let config = try JambaConfig.load(directory: settings.modelDirectory)
         let checkpoint = try Checkpoint(directory: settings.modelDirectory)
-        core = WorkerCore(config: config, checkpoint: checkpoint)
+        core = WorkerCore(config: config, checkpoint: checkpoint, weightsDType: settings.weightsDType)
         fingerprint = try ModelFingerprint.of(directory: settings.modelDirectory, checkpoint: checkpoint)
         context = try ZMQContext()
         socket = try Socket(context, type: .dealer)
@@ -127,7 +130,7 @@ public final class WorkerService {
     /// Slots that fit in 80% of physical memory at this model's f32 expert size.
     private func defaultSlots() -> Int {
         let c = core.config
-        let bytesPerExpert = max(1, 3 * c.hiddenSize * c.intermediateSize * 4)
+        let bytesPerExpert = max(1, 3 * c.hiddenSize * c.intermediateSize * settings.weightsDType.byteSize)
         let fit = Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.8) / bytesPerExpert
         return max(1, min(fit, c.moeLayers.count * c.numExperts))
     }

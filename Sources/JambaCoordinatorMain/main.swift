@@ -28,6 +28,8 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Seconds kept in the statistics window.") var statsWindowSeconds = 30.0
     @Option(help: "Rebalance automatically when imbalance stays above this (0 disables).") var autoRebalance = 1.3
     @Option(help: "Largest client request in MiB; larger ones are refused with an OVERSIZED error.") var maxRequestMb = 16
+    @Option(help: "How non-expert weight matrices are held: f32, or bf16 (half the memory and bytes per step).")
+    var weightsDtype: WeightDType = .f32
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
     func validate() throws {
@@ -49,6 +51,7 @@ struct CoordinatorCommand: ParsableCommand {
         if let threads { BLAS.setThreads(threads) }
         var s = CoordinatorSettings(modelDirectory: URL(fileURLWithPath: model), clientEndpoint: clientEndpoint, workerEndpoint: workerEndpoint)
         s.minWorkers = minWorkers
+        s.weightsDType = weightsDtype
         s.maxContext = maxContext
         s.maxBatch = maxBatch
         s.heartbeatTimeout = heartbeatTimeout
@@ -65,5 +68,7 @@ struct CoordinatorCommand: ParsableCommand {
         if !ok { throw ExitCode(1) }
     }
 }
+
+extension WeightDType: ExpressibleByArgument {}
 
 CoordinatorCommand.main()

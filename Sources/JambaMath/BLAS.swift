@@ -16,92 +16,118 @@ public enum BLAS {
 
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
-    /// Up to this many rows, `linear` streams the weights once through a few-row kernel instead of sgemm, which
-    /// packs (copies) the whole weight matrix first and so reads it at a third of the memory bandwidth. One row
-    /// goes there too: measured here it streams at ~85% of the read limit against ~75% for OpenBLAS's sgemv, and
-    /// it never wakes OpenBLAS's threads, whose spinning would take a core from the next kernel.
-    nonisolated(unsafe) public static var fewRowsLimit = 8
+    /// Up to this many rows, `linear` streams the weights once through the few-row kernel instead of sgemm, which
+    /// packs (copies) the whole weight matrix first. Measured here (2 threads, 1024 × 90112 weights): at 8 rows
+    /// the AVX-512 kernel runs at 88 GFLOP/s against sgemm's 31, at 32 rows 118 against 92; the AVX2 kernel
+    /// reuses nothing across weight rows and stops paying at 8. One row goes there too: it never wakes
+    /// OpenBLAS's threads, whose spinning would take a core from the next kernel.
+    nonisolated(unsafe) public static var fewRowsLimit = jc_few_rows_level() >= 2 ? 32 : 8
 
     /// Threads the few-row kernel splits output columns over.
     nonisolated(unsafe) public static var kernelThreads = 2
 
-    /// y[M, N] = x[M, K] · w[N, K]ᵀ with the few-row kernel, output columns split across `kernelThreads`.
+    /// Caps the few-row kernel's instruction set (2 AVX-512, 1 AVX2, 0 portable C; nil: the best available),
+    /// for tests and benchmarks that compare the paths.
+    public static func setFewRowsLevel(_ level: Int?) {
+        jc_set_few_rows_level(Int32(level ?? -1))
+        fewRowsLimit = jc_few_rows_level() >= 2 ? 32 : 8
+    }
+
+    public static var fewRowsLevel: Int { Int(jc_few_rows_level()) }
+
+    /// y[M, N] = x[M, K] · w[N, K]ᵀ with the few-row kernel (w f32 or bf16), output columns split across
+    /// `kernelThreads` (a spinning pool, see pool.c). Each output element is the same sum whatever the split, so
+    /// results do not depend on it.
     public static func gemmFewRows(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
-                                   w: UnsafePointer<Float>, ldw: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
-        // Splitting costs a thread hand-off (~10 µs): worth it only for matrices of a megabyte or more.
-        let parts = n * k >= 1 << 18 ? max(1, kernelThreads) : 1
-        if parts == 1 {
-            jc_gemm_few_rows(Int32(m), 0, Int32(n), Int32(k), x, Int32(ldx), w, Int32(ldw), y, Int32(ldy))
-            return
-        }
-        // Pointers cross into the worker threads as integers; the buffers outlive concurrentPerform.
-        let (xa, wa, ya) = (Int(bitPattern: x), Int(bitPattern: w), Int(bitPattern: y))
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
-            let n0 = (n * p / parts) & ~1, n1 = p == parts - 1 ? n : (n * (p + 1) / parts) & ~1
-            guard let xp = UnsafePointer<Float>(bitPattern: xa), let wp = UnsafePointer<Float>(bitPattern: wa),
-                  let yp = UnsafeMutablePointer<Float>(bitPattern: ya) else { return }
-            jc_gemm_few_rows(Int32(m), Int32(n0), Int32(n1), Int32(k), xp, Int32(ldx), wp, Int32(ldw), yp, Int32(ldy))
-        }
+                                   w: UnsafeRawPointer, bf16: Bool, ldw: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        // Splitting costs a hand-off (~1 µs to a spinning thread): worth it from about 256 KiB of weights.
+        let parts = n * k >= 1 << 16 ? max(1, kernelThreads) : 1
+        jc_gemm_few_rows_mt(Int32(parts), Int32(m), Int32(n), Int32(k), x, Int32(ldx), w, bf16 ? 1 : 0, Int32(ldw), y, Int32(ldy))
     }
 
-    /// y[M, N] = alpha · x[M, K] · w[N, K]ᵀ + beta · y, all row-major with leading dimensions given.
+    /// y[M, N] = alpha · x[M, K] · op(w) + beta · y, row-major with leading dimensions given, where op(w) = wᵀ for
+    /// w stored [N, K] (`transposeW`, the Linear layout) and w for w stored [K, N]. One row goes to sgemv.
     @inline(__always)
-    public static func gemmNT(
+    public static func gemm(
         m: Int, n: Int, k: Int, alpha: Float = 1,
-        x: UnsafePointer<Float>, ldx: Int, w: UnsafePointer<Float>, ldw: Int,
+        x: UnsafePointer<Float>, ldx: Int, w: UnsafePointer<Float>, ldw: Int, transposeW: Bool = true,
         beta: Float = 0, y: UnsafeMutablePointer<Float>, ldy: Int
     ) {
         guard m > 0, n > 0 else { return }
         if m == 1 {
-            // y[N] = w[N, K] · x[K]
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, w, Int32(ldw), x, 1, beta, y, 1)
+            // y[N] = w[N, K] · x[K], or w[K, N]ᵀ · x[K]
+            let (rows, cols) = transposeW ? (n, k) : (k, n)
+            cblas_sgemv(CblasRowMajor, transposeW ? CblasNoTrans : CblasTrans, Int32(rows), Int32(cols), alpha, w,
+                        Int32(ldw), x, 1, beta, y, 1)
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                        alpha, x, Int32(ldx), w, Int32(ldw), beta, y, Int32(ldy))
-        }
-    }
-
-    /// y[M, N] = alpha · x[M, K] · w[K, N] + beta · y (no transpose), row-major.
-    @inline(__always)
-    public static func gemmNN(
-        m: Int, n: Int, k: Int, alpha: Float = 1,
-        x: UnsafePointer<Float>, ldx: Int, w: UnsafePointer<Float>, ldw: Int,
-        beta: Float = 0, y: UnsafeMutablePointer<Float>, ldy: Int
-    ) {
-        guard m > 0, n > 0 else { return }
-        if m == 1 {
-            // y[N] = w[K, N]ᵀ · x[K]
-            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, w, Int32(ldw), x, 1, beta, y, 1)
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeW ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
                         alpha, x, Int32(ldx), w, Int32(ldw), beta, y, Int32(ldy))
         }
     }
 
     /// out[T, out] = x[T, in] · w[out, in]ᵀ; `out` is resized to T rows (capacity kept).
-    public static func linear(_ x: Matrix, _ w: Matrix, into out: inout Matrix) {
+    public static func linear(_ x: Matrix, _ w: Weights, into out: inout Matrix) {
         precondition(x.cols == w.cols && out.cols == w.rows, "linear: shape mismatch")
         out.resize(rows: x.rows)
         guard x.rows > 0 else { return }
+        let (m, n, k) = (x.rows, w.rows, w.cols)
         x.storage.withUnsafeBufferPointer { xp in
-            w.storage.withUnsafeBufferPointer { wp in
-                out.storage.withUnsafeMutableBufferPointer { yp in
-                    if x.rows <= fewRowsLimit {
-                        gemmFewRows(m: x.rows, n: w.rows, k: w.cols, x: xp.baseAddress!, ldx: x.cols,
-                                    w: wp.baseAddress!, ldw: w.cols, y: yp.baseAddress!, ldy: out.cols)
-                    } else {
-                        gemmNT(m: x.rows, n: w.rows, k: w.cols, x: xp.baseAddress!, ldx: x.cols,
-                               w: wp.baseAddress!, ldw: w.cols, y: yp.baseAddress!, ldy: out.cols)
+            out.storage.withUnsafeMutableBufferPointer { yp in
+                let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
+                switch w.storage {
+                case let .f32(v):
+                    v.withUnsafeBufferPointer { wp in
+                        if m <= fewRowsLimit {
+                            gemmFewRows(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, bf16: false, ldw: k, y: yb, ldy: n)
+                        } else {
+                            gemm(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, ldw: k, y: yb, ldy: n)
+                        }
+                    }
+                case let .bf16(v):
+                    v.withUnsafeBufferPointer { wp in
+                        if m <= fewRowsLimit {
+                            gemmFewRows(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, bf16: true, ldw: k, y: yb, ldy: n)
+                        } else {
+                            gemmWidened(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, y: yb)
+                        }
                     }
                 }
             }
         }
     }
 
+    /// Many rows against bf16 weights: widen the weights to f32 (whole, or in blocks of 32 MiB) and sgemm against
+    /// them. Widening costs one pass over the weights, the product M passes; sgemm needs f32 operands, and
+    /// smaller blocks would make it re-pack x for every block.
+    static func gemmWidened(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafePointer<UInt16>,
+                            y: UnsafeMutablePointer<Float>) {
+        let block = max(1, min(n, (8 << 20) / max(1, k)))
+        let wide = UnsafeMutablePointer<Float>.allocate(capacity: block * k)
+        defer { wide.deallocate() }
+        var j = 0
+        while j < n {
+            let nb = min(block, n - j)
+            jc_bf16_to_f32(nb * k, w + j * k, wide)
+            // y[:, j..<j+nb] = x · wide[nb, K]ᵀ
+            gemm(m: m, n: nb, k: k, x: x, ldx: k, w: wide, ldw: k, y: y + j, ldy: n)
+            j += nb
+        }
+    }
+
+    /// out[T, out] = x[T, in] · w[out, in]ᵀ for an f32 matrix (tests and small products).
+    public static func linear(_ x: Matrix, _ w: Matrix, into out: inout Matrix) {
+        linear(x, Weights(w), into: &out)
+    }
+
     /// Convenience: returns x · wᵀ as a new matrix.
-    public static func linear(_ x: Matrix, _ w: Matrix) -> Matrix {
+    public static func linear(_ x: Matrix, _ w: Weights) -> Matrix {
         var out = Matrix(zeros: x.rows, w.rows)
         linear(x, w, into: &out)
         return out
+    }
+
+    /// Convenience: returns x · wᵀ as a new matrix.
+    public static func linear(_ x: Matrix, _ w: Matrix) -> Matrix {
+        linear(x, Weights(w))
     }
 }

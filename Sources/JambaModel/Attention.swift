@@ -7,16 +7,16 @@ import JambaMath
 /// Checkpoint tensors: `model.layers.{i}.self_attn.{q,k,v,o}_proj.weight`.
 public struct Attention: Sendable {
     /// q_proj.weight [nh·hd, H]
-    public let qProj: Matrix
+    public let qProj: Weights
     /// k_proj.weight and v_proj.weight [nkv·hd, H], stacked into [2·nkv·hd, H] so K and V cost one sgemm.
-    public let kvProj: Matrix
+    public let kvProj: Weights
     /// o_proj.weight [H, nh·hd]
-    public let oProj: Matrix
+    public let oProj: Weights
     public let numHeads: Int
     public let numKVHeads: Int
     public let headDim: Int
 
-    public init(qProj: Matrix, kvProj: Matrix, oProj: Matrix, numHeads: Int, numKVHeads: Int, headDim: Int) {
+    public init(qProj: Weights, kvProj: Weights, oProj: Weights, numHeads: Int, numKVHeads: Int, headDim: Int) {
         self.qProj = qProj
         self.kvProj = kvProj
         self.oProj = oProj
@@ -57,8 +57,8 @@ public struct Attention: Sendable {
                                     let g = h / group  // repeat_interleave mapping, not h % nkv
                                     let qh = qp.baseAddress! + seg.lowerBound * qd + h * headDim
                                     // S [tq, tk] = scale · q_h [tq, hd] · K_g [tk, hd]ᵀ
-                                    BLAS.gemmNT(m: tq, n: tk, k: headDim, alpha: scale, x: qh, ldx: qd,
-                                                w: kp.baseAddress! + g * headDim, ldw: kvd, y: sp.baseAddress!, ldy: tk)
+                                    BLAS.gemm(m: tq, n: tk, k: headDim, alpha: scale, x: qh, ldx: qd,
+                                              w: kp.baseAddress! + g * headDim, ldw: kvd, y: sp.baseAddress!, ldy: tk)
                                     for i in 0..<tq {
                                         let row = sp.baseAddress! + i * tk
                                         let visible = past + i + 1  // causal: key j ≤ query position
@@ -66,9 +66,9 @@ public struct Attention: Sendable {
                                         Kernels.softmax(row, visible)
                                     }
                                     // o_h [tq, hd] = P [tq, tk] · V_g [tk, hd]
-                                    BLAS.gemmNN(m: tq, n: headDim, k: tk, x: sp.baseAddress!, ldx: tk,
-                                                w: vp.baseAddress! + g * headDim, ldw: kvd,
-                                                y: op.baseAddress! + seg.lowerBound * qd + h * headDim, ldy: qd)
+                                    BLAS.gemm(m: tq, n: headDim, k: tk, x: sp.baseAddress!, ldx: tk,
+                                              w: vp.baseAddress! + g * headDim, ldw: kvd, transposeW: false,
+                                              y: op.baseAddress! + seg.lowerBound * qd + h * headDim, ldy: qd)
                                 }
                             }
                         }

@@ -21,17 +21,20 @@ public struct ExpertID: Hashable, Comparable, Sendable, CustomStringConvertible 
 public struct ExpertStore: Sendable {
     public private(set) var experts: [ExpertID: MLP]
     public let intermediateSize: Int
+    /// How loaded experts are held: bf16 halves the memory, so a worker holds twice the experts.
+    public let dtype: WeightDType
 
-    public init(experts: [ExpertID: MLP] = [:], intermediateSize: Int) {
+    public init(experts: [ExpertID: MLP] = [:], intermediateSize: Int, dtype: WeightDType = .f32) {
         self.experts = experts
         self.intermediateSize = intermediateSize
+        self.dtype = dtype
     }
 
     public func expert(layer: Int, expert: Int) -> MLP? { experts[ExpertID(layer: layer, expert: expert)] }
 
     public var ids: [ExpertID] { experts.keys.sorted() }
 
-    /// Bytes of f32 weights held.
+    /// Bytes of weights held.
     public var residentBytes: Int { experts.values.reduce(0) { $0 + $1.parameterBytes } }
 
     /// Every expert id of every MoE layer of `config`.
@@ -40,8 +43,9 @@ public struct ExpertStore: Sendable {
     }
 
     /// Loads `ids` from `checkpoint`, reading only those experts' tensors.
-    public static func load(_ ids: [ExpertID], from checkpoint: Checkpoint, config: JambaConfig) throws -> ExpertStore {
-        var store = ExpertStore(intermediateSize: config.intermediateSize)
+    public static func load(_ ids: [ExpertID], from checkpoint: Checkpoint, config: JambaConfig,
+                            dtype: WeightDType = .f32) throws -> ExpertStore {
+        var store = ExpertStore(intermediateSize: config.intermediateSize, dtype: dtype)
         for id in ids { try store.add(id, from: checkpoint, config: config) }
         return store
     }
@@ -52,7 +56,7 @@ public struct ExpertStore: Sendable {
             throw ModelError.expertFailure(layer: id.layer, detail: "no expert \(id.expert) in layer \(id.layer) of this model")
         }
         let p = "model.layers.\(id.layer).feed_forward.experts.\(id.expert)."
-        experts[id] = try WeightLoading.mlp(prefix: p, checkpoint: checkpoint, config: config)
+        experts[id] = try WeightLoading.mlp(prefix: p, checkpoint: checkpoint, config: config, dtype: dtype)
     }
 
     public mutating func remove(_ id: ExpertID) {

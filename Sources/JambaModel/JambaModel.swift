@@ -43,30 +43,33 @@ public struct ForwardOptions: Sendable {
 /// The model without its experts. Weights are immutable and shared; per-sequence state is passed in.
 public struct JambaModel: Sendable {
     public let config: JambaConfig
+    /// How the weight matrices are held (f32, or bf16 for half the memory and bytes per step).
+    public let weightsDType: WeightDType
     /// model.embed_tokens.weight [V, H]
-    public let embedTokens: Matrix
+    public let embedTokens: Weights
     public let layers: [DecoderLayer]
     /// model.final_layernorm.weight [H]
     public let finalNorm: RMSNorm
     /// lm_head.weight [V, H], or embed_tokens.weight when tie_word_embeddings (shared storage, no copy).
-    public let lmHead: Matrix
+    public let lmHead: Weights
 
     /// Loads config.json and every non-expert tensor of the model in `directory`.
-    public static func load(directory: URL) throws -> (JambaModel, Checkpoint) {
+    public static func load(directory: URL, weightsDType: WeightDType = .f32) throws -> (JambaModel, Checkpoint) {
         let config = try JambaConfig.load(directory: directory)
         let ck = try Checkpoint(directory: directory)
-        return (try JambaModel(config: config, checkpoint: ck), ck)
+        return (try JambaModel(config: config, checkpoint: ck, weightsDType: weightsDType), ck)
     }
 
-    public init(config c: JambaConfig, checkpoint ck: Checkpoint) throws {
+    public init(config c: JambaConfig, checkpoint ck: Checkpoint, weightsDType dt: WeightDType = .f32) throws {
         config = c
-        embedTokens = try ck.matrix("model.embed_tokens.weight", shape: [c.vocabSize, c.hiddenSize])
-        layers = try c.layerPlan.enumerated().map { try WeightLoading.layer($0.offset, kind: $0.element, ck, c) }
+        weightsDType = dt
+        embedTokens = try WeightLoading.weights("model.embed_tokens.weight", c.vocabSize, c.hiddenSize, ck, dt)
+        layers = try c.layerPlan.enumerated().map { try WeightLoading.layer($0.offset, kind: $0.element, ck, c, dt) }
         finalNorm = try WeightLoading.norm("model.final_layernorm.weight", c.hiddenSize, ck, c)
         if c.tieWordEmbeddings && !ck.contains("lm_head.weight") {
             lmHead = embedTokens
         } else {
-            lmHead = try ck.matrix("lm_head.weight", shape: [c.vocabSize, c.hiddenSize])
+            lmHead = try WeightLoading.weights("lm_head.weight", c.vocabSize, c.hiddenSize, ck, dt)
         }
     }
 
@@ -155,26 +158,35 @@ public struct ForwardScratch: Sendable {
 }
 
 extension JambaModel {
-    /// Bytes of f32 weights one decode token streams outside the experts: every layer's mixer, dense MLP,
-    /// router and norms, the final norm and the LM head (the embedding is a row gather, not a stream).
-    public var nonExpertBytesPerToken: Int {
-        var floats = lmHead.count + finalNorm.weight.count
+    /// Bytes of weights one decode token streams outside the experts: every layer's mixer, dense MLP, router and
+    /// norms, the final norm and the LM head (the embedding is a row gather, not a stream).
+    public var nonExpertBytesPerToken: Int { streamedOutsideExperts(matrix: \.byteCount, f32Count: { 4 * $0 }) }
+
+    /// Weights (elements) one token multiplies through outside the experts, LM head included.
+    public var nonExpertParametersPerToken: Int { streamedOutsideExperts(matrix: \.count, f32Count: { $0 }) }
+
+    /// Sums `matrix` over the weight matrices and `f32Count` over the f32 vectors one token streams.
+    private func streamedOutsideExperts(matrix: (Weights) -> Int, f32Count: (Int) -> Int) -> Int {
+        var total = matrix(lmHead) + f32Count(finalNorm.weight.count)
         for l in layers {
-            floats += l.inputNorm.weight.count + l.preFFNorm.weight.count
+            total += f32Count(l.inputNorm.weight.count + l.preFFNorm.weight.count)
             switch l.mixer {
-            case let .attention(a): floats += a.qProj.count + a.kvProj.count + a.oProj.count
+            case let .attention(a): total += matrix(a.qProj) + matrix(a.kvProj) + matrix(a.oProj)
             case let .mamba(m):
-                floats += m.inProj.count + m.xProj.count + m.dtProj.count + m.outProj.count + m.convWeight.count
-                floats += m.a.count + m.d.count + m.dtBias.count + (m.convBias?.count ?? 0)
+                total += matrix(m.inProj) + matrix(m.xProj) + matrix(m.dtProj) + matrix(m.outProj)
+                total += f32Count(m.convWeight.count + m.a.count + m.d.count + m.dtBias.count + (m.convBias?.count ?? 0))
             }
             switch l.ffn {
-            case let .dense(mlp): floats += mlp.gateUp.count + mlp.down.count
-            case let .moe(r): floats += r.weight.count
+            case let .dense(mlp): total += matrix(mlp.gateUp) + matrix(mlp.down)
+            case let .moe(r): total += matrix(r.weight)
             }
         }
-        return 4 * floats
+        return total
     }
 
-    /// Bytes of one expert's f32 weights.
-    public var expertBytes: Int { 4 * 3 * config.hiddenSize * config.intermediateSize }
+    /// Weights (elements) of one expert.
+    public var expertParameters: Int { 3 * config.hiddenSize * config.intermediateSize }
+
+    /// Bytes of one expert's weights as this model holds them.
+    public var expertBytes: Int { weightsDType.byteSize * expertParameters }
 }

@@ -23,18 +23,18 @@ public struct RMSNorm: Sendable {
 /// for both (the same fusion transformers v5 does in memory as `gate_up_proj`).
 public struct MLP: Sendable {
     /// rows 0..<I = gate_proj.weight [I, H], rows I..<2I = up_proj.weight [I, H]
-    public let gateUp: Matrix
+    public let gateUp: Weights
     /// down_proj.weight [H, I]
-    public let down: Matrix
+    public let down: Weights
 
-    public init(gateUp: Matrix, down: Matrix) {
+    public init(gateUp: Weights, down: Weights) {
         precondition(gateUp.rows == 2 * down.cols && gateUp.cols == down.rows, "MLP: shapes disagree")
         self.gateUp = gateUp
         self.down = down
     }
 
     public var intermediateSize: Int { down.cols }
-    public var parameterBytes: Int { (gateUp.count + down.count) * 4 }
+    public var parameterBytes: Int { gateUp.byteCount + down.byteCount }
 
     /// out[T, H] = down(SiLU(x·gateᵀ) ⊙ x·upᵀ); `scratch` holds gu [T, 2I] and h [T, I] between calls.
     public func callAsFunction(_ x: Matrix, into out: inout Matrix, scratch: inout MLPScratch) {

@@ -9,27 +9,27 @@ import JambaMath
 /// `b_layernorm.weight` [N], `c_layernorm.weight` [N], `dt_proj.weight` [Di, R], `dt_proj.bias` [Di],
 /// `A_log` [Di, N], `D` [Di], `out_proj.weight` [H, Di] (+`.bias`).
 public struct MambaMixer: Sendable {
-    public let inProj: Matrix
+    public let inProj: Weights
     public let inProjBias: [Float]?
     /// conv1d.weight transposed to [K, Di] so each tap is a contiguous row: tap K-1 multiplies the current token.
     public let convWeight: [Float]
     public let convBias: [Float]?
-    public let xProj: Matrix
+    public let xProj: Weights
     public let dtNorm: RMSNorm
     public let bNorm: RMSNorm
     public let cNorm: RMSNorm
-    public let dtProj: Matrix
+    public let dtProj: Weights
     public let dtBias: [Float]
     /// A = -exp(A_log) [Di, N], computed once at load.
     public let a: [Float]
     public let d: [Float]
-    public let outProj: Matrix
+    public let outProj: Weights
     public let outProjBias: [Float]?
     public let dInner: Int, dState: Int, dConv: Int, dtRank: Int
 
-    public init(inProj: Matrix, inProjBias: [Float]?, convWeight: [Float], convBias: [Float]?, xProj: Matrix,
-                dtNorm: RMSNorm, bNorm: RMSNorm, cNorm: RMSNorm, dtProj: Matrix, dtBias: [Float], aLog: [Float],
-                d: [Float], outProj: Matrix, outProjBias: [Float]?, dState: Int, dConv: Int) {
+    public init(inProj: Weights, inProjBias: [Float]?, convWeight: [Float], convBias: [Float]?, xProj: Weights,
+                dtNorm: RMSNorm, bNorm: RMSNorm, cNorm: RMSNorm, dtProj: Weights, dtBias: [Float], aLog: [Float],
+                d: [Float], outProj: Weights, outProjBias: [Float]?, dState: Int, dConv: Int) {
         self.inProj = inProj; self.inProjBias = inProjBias
         self.convWeight = convWeight; self.convBias = convBias
         self.xProj = xProj; self.dtNorm = dtNorm; self.bNorm = bNorm; self.cNorm = cNorm

@@ -67,10 +67,10 @@ public struct Routing: Sendable {
 
 /// `feed_forward.router.weight` [E, H]: softmax over all experts, then top-k without renormalisation.
 public struct Router: Sendable {
-    public let weight: Matrix
+    public let weight: Weights
     public let topK: Int
 
-    public init(weight: Matrix, topK: Int) {
+    public init(weight: Weights, topK: Int) {
         self.weight = weight
         self.topK = topK
     }

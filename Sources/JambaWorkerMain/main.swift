@@ -15,6 +15,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "BLAS threads for expert matrix products.") var threads = 1
     @Option(help: "Name shown in status (default: host-pid).") var name: String?
     @Option(help: "Expert slots offered (one slot = one expert of one layer; default: from memory).") var expertSlots: Int?
+    @Option(help: "How experts are held: f32, or bf16 (half the memory, so twice the default slots; compute stays f32).")
+    var weightsDtype: WeightDType = .f32
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
     func validate() throws {
@@ -33,11 +35,14 @@ struct WorkerCommand: ParsableCommand {
         BLAS.setThreads(threads)
         var s = WorkerSettings(modelDirectory: URL(fileURLWithPath: model), coordinator: coordinator, name: workerName, threads: threads)
         s.expertSlots = expertSlots
+        s.weightsDType = weightsDtype
         let ok = Daemon.run(log: log, what: "worker", make: { try WorkerService(settings: s, logger: log) },
                             banner: { _ in "jamba-worker \(workerName): coordinator \(coordinator)" },
                             run: { try $0.run(stop: $1) })
         if !ok { throw ExitCode(1) }
     }
 }
+
+extension WeightDType: ExpressibleByArgument {}
 
 WorkerCommand.main()

@@ -1,6 +1,7 @@
 // BundledModelTests: the shipped KJV model: perplexity and greedy text equal transformers' on held-out scripture.
 import Foundation
 import JambaLoader
+import JambaMath
 @testable import JambaModel
 import JambaTokenizer
 import XCTest
@@ -37,5 +38,23 @@ final class BundledModelTests: XCTestCase {
         let continuation = try stream.append(contentsOf: got) + stream.finish()
         print("[kjv] And God said\(continuation)")
         XCTAssertEqual(continuation, " " + (ref["greedy"]?["new_text"]?.string ?? ""))
+    }
+
+    /// The shipped checkpoint is bf16, so holding it as bf16 keeps every weight: the greedy continuation must be
+    /// transformers' token for token, at half the resident memory.
+    func testBF16ResidentGreedyTextMatchesTransformers() throws {
+        let ref = try XCTUnwrap(JSONValue.parse(try Data(contentsOf: Self.heldout.appendingPathComponent("reference.json"))))
+        let (model, ck) = try JambaModel.load(directory: Self.modelDir, weightsDType: .bf16)
+        let experts = try ExpertStore.load(ExpertStore.allIDs(model.config), from: ck, config: model.config, dtype: .bf16)
+        let (f32Model, _) = try JambaModel.load(directory: Self.modelDir)
+        print("[kjv] bf16-resident: non-expert \(model.nonExpertBytesPerToken) B/token vs f32 \(f32Model.nonExpertBytesPerToken); experts \(experts.residentBytes) B")
+        XCTAssertLessThan(Double(model.nonExpertBytesPerToken), 0.52 * Double(f32Model.nonExpertBytesPerToken))
+        let prompt = try XCTUnwrap(ref["greedy"]?["prompt_ids"]?.array).compactMap(\.int)
+        let expected = try XCTUnwrap(ref["greedy"]?["new_ids"]?.array).compactMap(\.int)
+        var engine = Engine(model: model, executor: LocalExpertExecutor(experts: experts))
+        try engine.submit(id: 0, prompt: prompt, params: SamplingParams(maxTokens: expected.count, ignoreEOS: true))
+        var got: [Int] = []
+        while !engine.isIdle { for e in engine.step() { if case let .token(_, t) = e { got.append(t) } } }
+        XCTAssertEqual(got, expected)
     }
 }

@@ -7,11 +7,13 @@ import XCTest
 
 final class CheckpointVariantTests: XCTestCase {
     /// Logits of the `reference.json` prompt for a fixture folder, with all experts local.
-    func logits(_ name: String) throws -> (ours: Matrix, reference: [[Float]]) {
+    func logits(_ name: String, weights dtype: WeightDType = .f32, referenceFrom: String? = nil) throws -> (ours: Matrix, reference: [[Float]]) {
         let dir = Fixtures.model(name)
-        let (model, ck) = try JambaModel.load(directory: dir)
-        var exec = LocalExpertExecutor(experts: try ExpertStore.load(ExpertStore.allIDs(model.config), from: ck, config: model.config))
-        let refJSON = try XCTUnwrap(JSONValue.parse(try Data(contentsOf: dir.appendingPathComponent("reference.json"))))
+        let (model, ck) = try JambaModel.load(directory: dir, weightsDType: dtype)
+        XCTAssertEqual(model.weightsDType, dtype)
+        var exec = LocalExpertExecutor(experts: try ExpertStore.load(ExpertStore.allIDs(model.config), from: ck, config: model.config, dtype: dtype))
+        let refDir = Fixtures.model(referenceFrom ?? name)
+        let refJSON = try XCTUnwrap(JSONValue.parse(try Data(contentsOf: refDir.appendingPathComponent("reference.json"))))
         let tokens = try XCTUnwrap(refJSON["tokens"]?.array).compactMap(\.int)
         let reference = try XCTUnwrap(refJSON["logits"]?.array).map { ($0.array ?? []).compactMap { $0.double.map(Float.init) } }
         var states = [SequenceState(config: model.config)]
@@ -33,6 +35,36 @@ final class CheckpointVariantTests: XCTestCase {
             print("[variant] \(name): max |logit diff| vs transformers \(maxDiff) (tol 2e-3)")
             XCTAssertLessThanOrEqual(maxDiff, 2e-3, name)
         }
+    }
+
+    /// bf16-resident weights on a bf16 checkpoint hold exactly the checkpoint's values, so they must give
+    /// transformers' logits like the f32-resident path, and differ from it only by summation order.
+    func testBF16ResidentWeightsOnBF16Checkpoint() throws {
+        let (bf16, reference) = try logits("tiny-a-bf16", weights: .bf16)
+        let (f32, _) = try logits("tiny-a-bf16", weights: .f32)
+        var vsReference: Float = 0, vsF32: Float = 0
+        for (r, row) in reference.enumerated() {
+            for (c, v) in row.enumerated() {
+                vsReference = max(vsReference, abs(bf16[r, c] - v))
+                vsF32 = max(vsF32, abs(bf16[r, c] - f32[r, c]))
+            }
+        }
+        print("[variant] tiny-a-bf16 held as bf16: max |logit diff| vs transformers \(vsReference) (tol 2e-3), vs f32-resident \(vsF32) (tol 1e-4)")
+        XCTAssertLessThanOrEqual(vsReference, 2e-3)
+        XCTAssertLessThanOrEqual(vsF32, 1e-4)
+    }
+
+    /// An f32 checkpoint held as bf16 is rounded: the logits move by about bf16's precision, no more.
+    func testBF16ResidentWeightsOnF32Checkpoint() throws {
+        // tiny-a-sharded holds tiny-a's f32 weights bit for bit (tested below), with transformers' f32 logits.
+        let (bf16, reference) = try logits("tiny-a", weights: .bf16, referenceFrom: "tiny-a-sharded")
+        var maxDiff: Float = 0, scale: Float = 0
+        for (r, row) in reference.enumerated() {
+            for (c, v) in row.enumerated() { maxDiff = max(maxDiff, abs(bf16[r, c] - v)); scale = max(scale, abs(v)) }
+        }
+        print("[variant] tiny-a (f32) held as bf16: max |logit diff| vs transformers f32 \(maxDiff), logit scale \(scale) (tol 3% of scale)")
+        XCTAssertGreaterThan(maxDiff, 0, "rounding to bf16 must change something")
+        XCTAssertLessThanOrEqual(maxDiff, 0.03 * scale)
     }
 
     func testShardedEqualsSingleFileBitForBit() throws {

@@ -2,6 +2,9 @@
 #ifndef JAMBA_CKERNELS_H
 #define JAMBA_CKERNELS_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -14,6 +17,36 @@ int jc_has_avx2(void);
 /// Computes only output columns [n0, n1) so callers can split the work across threads.
 void jc_gemm_few_rows(int m, int n0, int n1, int k, const float *x, int ldx, const float *w, int ldw,
                       float *y, int ldy);
+
+/// The same with the weights stored as bf16 (widened exactly to f32 in registers; compute stays f32).
+void jc_gemm_few_rows_bf16(int m, int n0, int n1, int k, const float *x, int ldx, const uint16_t *w, int ldw,
+                           float *y, int ldy);
+
+/// jc_gemm_few_rows (bf16 = 0, w is float) or jc_gemm_few_rows_bf16 (bf16 = 1) over all n output columns, split
+/// into `threads` parts run by this thread and the pool's threads.
+void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int ldx, const void *w, int bf16, int ldw,
+                         float *y, int ldy);
+
+/// One part of a job split across the pool.
+typedef void (*jc_part_fn)(void *ctx, int part);
+
+/// Runs fn(ctx, p) for p in [0, nparts): part 0 on the calling thread, the others on pool threads that spin
+/// briefly between jobs and then sleep. Returns once all parts are done. If another thread is using the pool,
+/// all parts run on the calling thread. Returns the number of parts run concurrently.
+int jc_pool_run(int nparts, jc_part_fn fn, void *ctx);
+
+/// 1 when the AVX-512 (F, BW, VL, DQ) paths run on this CPU, else 0.
+int jc_has_avx512(void);
+
+/// The few-row kernel in use: 2 = AVX-512, 1 = AVX2, 0 = portable C.
+int jc_few_rows_level(void);
+
+/// Caps the few-row kernel at `level` (a negative value or one above what the CPU has restores the best), so
+/// tests and benchmarks can compare the paths on one machine.
+void jc_set_few_rows_level(int level);
+
+/// dst[i] = the bf16 src[i] widened to f32 (exact).
+void jc_bf16_to_f32(size_t count, const uint16_t *src, float *dst);
 
 /// The Mamba selective scan for one token over channels [c0, c1):
 ///   h[c, :] = exp(dt[c] · A[c, :]) ⊙ h[c, :] + (dt[c] · u[c]) · B

@@ -1,0 +1,113 @@
+// pool.c: a small spin-then-sleep thread pool for splitting one kernel call across cores.
+//
+// Decode runs ~50 matrix products per step, each a few hundred microseconds; handing half of each to a GCD
+// thread costs a futex wake-up (10–20 µs) every time, about a tenth of a decode step measured here. Pool threads
+// spin on a generation counter for a short while after each job, so back-to-back calls find them awake, then
+// sleep on a condition variable so an idle daemon (or one waiting on the network) leaves the cores alone.
+#include "ckernels.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define JC_PAUSE() _mm_pause()
+#else
+#define JC_PAUSE() ((void)0)
+#endif
+
+#define JC_POOL_MAX 64
+/* Spin iterations before sleeping: a pause is ~10–60 ns, so this is on the order of 100–500 µs. */
+#define JC_SPIN 8192
+
+static pthread_mutex_t caller_lock = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static _Atomic unsigned long generation;
+static _Atomic int pending;
+static _Atomic int sleepers;
+static int started;  /* pool threads running; only grows, under caller_lock */
+static int parts;
+static jc_part_fn job_fn;
+static void *job_ctx;
+
+static void *pool_main(void *arg) {
+    const int index = (int)(size_t)arg;  /* this thread runs part index + 1 */
+    unsigned long seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (atomic_load(&generation) == seen && spins < JC_SPIN) { JC_PAUSE(); spins++; }
+        if (atomic_load(&generation) == seen) {
+            pthread_mutex_lock(&sleep_lock);
+            atomic_fetch_add(&sleepers, 1);
+            while (atomic_load(&generation) == seen) pthread_cond_wait(&wake, &sleep_lock);
+            atomic_fetch_sub(&sleepers, 1);
+            pthread_mutex_unlock(&sleep_lock);
+        }
+        seen = atomic_load(&generation);
+        if (index + 1 < parts) job_fn(job_ctx, index + 1);
+        atomic_fetch_sub(&pending, 1);
+    }
+    return NULL;
+}
+
+int jc_pool_run(int nparts, jc_part_fn fn, void *ctx) {
+    if (nparts <= 1) { fn(ctx, 0); return 1; }
+    if (nparts > JC_POOL_MAX + 1) nparts = JC_POOL_MAX + 1;
+    /* Another thread of this process holds the pool (a worker's loader, say): run this call alone. */
+    if (pthread_mutex_trylock(&caller_lock) != 0) {
+        for (int p = 0; p < nparts; p++) fn(ctx, p);
+        return 1;
+    }
+    while (started < nparts - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int ok = pthread_create(&t, &attr, pool_main, (void *)(size_t)started) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok) break;
+        started++;
+    }
+    if (nparts > started + 1) nparts = started + 1;
+    job_fn = fn;
+    job_ctx = ctx;
+    parts = nparts;
+    atomic_store(&pending, started);
+    atomic_fetch_add(&generation, 1);  /* publishes job_fn, job_ctx, parts (seq_cst) */
+    if (atomic_load(&sleepers) > 0) {
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&sleep_lock);
+    }
+    fn(ctx, 0);
+    while (atomic_load(&pending) > 0) JC_PAUSE();
+    pthread_mutex_unlock(&caller_lock);
+    return nparts;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------- */
+/* The few-row product split over output columns. */
+
+typedef struct {
+    int m, n, k, ldx, ldw, ldy, bf16, nparts;
+    const float *x;
+    const void *w;
+    float *y;
+} few_rows_job;
+
+static void few_rows_part(void *ctx, int p) {
+    const few_rows_job *j = (const few_rows_job *)ctx;
+    /* Boundaries on multiples of 6 weight rows, the widest kernel tile. */
+    int n0 = (int)((long)j->n * p / j->nparts) / 6 * 6;
+    int n1 = p == j->nparts - 1 ? j->n : (int)((long)j->n * (p + 1) / j->nparts) / 6 * 6;
+    if (n1 <= n0) return;
+    if (j->bf16) jc_gemm_few_rows_bf16(j->m, n0, n1, j->k, j->x, j->ldx, (const uint16_t *)j->w, j->ldw, j->y, j->ldy);
+    else jc_gemm_few_rows(j->m, n0, n1, j->k, j->x, j->ldx, (const float *)j->w, j->ldw, j->y, j->ldy);
+}
+
+void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int ldx, const void *w, int bf16, int ldw,
+                         float *y, int ldy) {
+    few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, x, w, y};
+    if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
+    jc_pool_run(j.nparts, few_rows_part, &j);
+}

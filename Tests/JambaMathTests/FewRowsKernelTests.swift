@@ -1,0 +1,110 @@
+// FewRowsKernelTests: every few-row kernel (AVX-512, AVX2, C; f32 and bf16 weights) against a float64 reference.
+import Foundation
+import JambaMath
+import XCTest
+
+final class FewRowsKernelTests: XCTestCase {
+    override func tearDown() {
+        BLAS.setFewRowsLevel(nil)
+        BLAS.kernelThreads = 2
+    }
+
+    func random(_ n: Int, seed: UInt64) -> [Float] {
+        var s = seed
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2000 - 1000) / 1000
+        }
+    }
+
+    /// y = x · wᵀ in float64 with the weights exactly as held (bf16-rounded when `bf16`).
+    func reference(_ x: Matrix, _ w: Weights) -> [Double] {
+        let wf = w.toMatrix()
+        var out = [Double](repeating: 0, count: x.rows * w.rows)
+        for r in 0..<x.rows {
+            for j in 0..<w.rows {
+                var s = 0.0
+                for i in 0..<x.cols { s += Double(x[r, i]) * Double(wf[j, i]) }
+                out[r * w.rows + j] = s
+            }
+        }
+        return out
+    }
+
+    /// All row counts 1…40 (the few-row limit is 32 with AVX-512, 8 without, so both sides of it), odd n and k
+    /// (masked tails, column tiles that do not divide n), each kernel level this CPU has, f32 and bf16.
+    func testAllLevelsAndDTypesAgainstFloat64() {
+        let best = BLAS.fewRowsLevel
+        print("[kernel] few-row kernel levels on this CPU: 0...\(best) (2 = AVX-512, 1 = AVX2, 0 = C)")
+        XCTAssertGreaterThanOrEqual(best, 0)
+        let (n, k) = (131, 1043)
+        let wf = Matrix(rows: n, cols: k, storage: random(n * k, seed: 2))
+        for level in 0...best {
+            BLAS.setFewRowsLevel(level)
+            XCTAssertEqual(BLAS.fewRowsLevel, level)
+            for dtype in WeightDType.allCases {
+                let w = Weights(wf, dtype: dtype)
+                var worst = 0.0
+                for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17, 24, 32, 33, 40] {
+                    let x = Matrix(rows: m, cols: k, storage: random(m * k, seed: UInt64(m)))
+                    var y = Matrix(zeros: 0, n)
+                    BLAS.linear(x, w, into: &y)
+                    let ref = reference(x, w)
+                    for (a, b) in zip(y.storage, ref) { worst = max(worst, abs(Double(a) - b)) }
+                }
+                print("[kernel] level \(level) \(dtype): max |diff| vs float64 over 1…40 rows: \(worst) (tol 5e-4: f32 sums of 1043 products; the scalar path sums sequentially)")
+                XCTAssertLessThanOrEqual(worst, 5e-4, "level \(level) \(dtype)")
+            }
+        }
+    }
+
+    /// A row's result must not depend on how many other rows share the call or on the thread split: the remote
+    /// expert executor relies on it to split an expert's rows between replicas without changing any bit.
+    func testResultIndependentOfRowCountAndThreads() {
+        let (n, k) = (1000, 1024)
+        for dtype in WeightDType.allCases {
+            let w = Weights(Matrix(rows: n, cols: k, storage: random(n * k, seed: 3)), dtype: dtype)
+            let x = Matrix(rows: 8, cols: k, storage: random(8 * k, seed: 4))
+            BLAS.kernelThreads = 1
+            var all = Matrix(zeros: 0, n)
+            BLAS.linear(x, w, into: &all)
+            BLAS.kernelThreads = 2
+            var differing = 0
+            for r in 0..<8 {
+                var one = Matrix(zeros: 0, n)
+                BLAS.linear(x.gatherRows([r]), w, into: &one)
+                differing += zip(one.storage, all.row(r)).filter { $0 != $1 }.count
+            }
+            print("[kernel] \(dtype): elements differing between 8-row/1-thread and 1-row/2-thread calls: \(differing) (must be 0)")
+            XCTAssertEqual(differing, 0)
+        }
+    }
+
+    /// bf16 with many rows (widen + sgemm) against the few-row path on the same bf16 weights.
+    func testBF16ManyRowsMatchesFewRows() {
+        let (n, k, m) = (300, 520, 96)
+        let w = Weights(Matrix(rows: n, cols: k, storage: random(n * k, seed: 5)), dtype: .bf16)
+        let x = Matrix(rows: m, cols: k, storage: random(m * k, seed: 6))
+        var many = Matrix(zeros: 0, n)
+        BLAS.linear(x, w, into: &many)  // m > fewRowsLimit: sgemm on widened weights
+        var worst: Float = 0
+        for r0 in stride(from: 0, to: m, by: 8) {
+            var few = Matrix(zeros: 0, n)
+            BLAS.linear(x.gatherRows(Array(r0..<(r0 + 8))), w, into: &few)
+            for r in 0..<8 { for j in 0..<n { worst = max(worst, abs(few[r, j] - many[r0 + r, j])) } }
+        }
+        print("[kernel] bf16 \(m) rows (widened sgemm) vs 8-row blocks (few-row kernel): max |diff| \(worst) (tol 1e-4)")
+        XCTAssertLessThanOrEqual(worst, 1e-4)
+    }
+
+    /// bf16 storage rounds to nearest-even like torch, and widening gives back exactly the rounded value.
+    func testBF16RoundingMatchesTorchRule() {
+        let values: [Float] = [1.0, 1.00390625, 1.005859375, -3.14159, 65504, 1e-30, .infinity, -0.0]
+        let w = Weights(rows: 1, cols: values.count, values: values, dtype: .bf16)
+        let back = w.row(0)
+        // From torch: torch.tensor(values).to(torch.bfloat16).float()
+        let expected: [Float] = [1.0, 1.0, 1.0078125, -3.140625, 65536, Float(bitPattern: 0x0DA2 << 16), .infinity, -0.0]
+        for (b, e) in zip(back, expected) { XCTAssertEqual(b, e, "bf16 of \(values)") }
+        XCTAssertEqual(w.byteCount, 2 * values.count)
+    }
+}
