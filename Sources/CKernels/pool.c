@@ -111,3 +111,35 @@ void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int l
     if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
     jc_pool_run(j.nparts, few_rows_part, &j);
 }
+
+/* ---------------------------------------------------------------------------------------------------------------- */
+/* The selective scan over a segment, channels split across the pool: each channel's state evolves on its own, so
+   a part runs all tokens for its channel range. */
+
+typedef struct {
+    int tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, nparts;
+    const float *dt, *u, *z, *a, *bc, *d;
+    float *h, *y;
+} scan_job;
+
+static void scan_part(void *ctx, int p) {
+    const scan_job *j = (const scan_job *)ctx;
+    int c0 = (int)((long)j->channels * p / j->nparts) / 8 * 8;
+    int c1 = p == j->nparts - 1 ? j->channels : (int)((long)j->channels * (p + 1) / j->nparts) / 8 * 8;
+    if (c1 <= c0) return;
+    for (int t = 0; t < j->tokens; t++) {
+        const float *b = j->bc + (size_t)t * j->ld_bc;
+        jc_scan_token(c0, c1, j->n, j->dt + (size_t)t * j->ld_dt, j->u + (size_t)t * j->ld_u, j->z + (size_t)t * j->ld_z,
+                      j->a, b, b + j->n, j->d, j->h, j->y + (size_t)t * j->ld_y);
+    }
+}
+
+void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const float *dt, int ld_dt, const float *u, int ld_u,
+                        const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
+                        float *y, int ld_y) {
+    scan_job j = {tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, threads < 1 ? 1 : threads, dt, u, z, a, bc, d, h, y};
+    /* Below ~64 K state updates the hand-off costs more than it saves. */
+    if ((long)tokens * channels * n < (1L << 16)) j.nparts = 1;
+    if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
+    jc_pool_run(j.nparts, scan_part, &j);
+}

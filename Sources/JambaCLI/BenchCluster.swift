@@ -2,16 +2,20 @@
 import ArgumentParser
 import Foundation
 import JambaCluster
+import JambaMath
 import JambaWire
 
 struct ClusterBench {
     let model: String
     let workers: Int
     let threads: Int
+    /// How the coordinator and the workers hold their weights.
+    let dtype: WeightDType
     let log: (String) -> Void
 
     func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int) throws -> [BenchReport.Row] {
-        let cluster = try LocalCluster(model: model, workers: workers, threads: threads)
+        let dtypeArgs = ["--weights-dtype", dtype.rawValue]
+        let cluster = try LocalCluster(model: model, workers: workers, threads: threads, coordinatorArgs: dtypeArgs, workerArgs: dtypeArgs)
         defer { cluster.stop() }
         let clientEP = cluster.clientEndpoint
         let client = try ClusterClient(endpoint: clientEP, timeout: 120)
@@ -34,7 +38,7 @@ struct ClusterBench {
             }
             let after = try client.status().timings
             let stepMs = after.stepMs - before.stepMs
-            var row = BenchReport.Row(mode: "cluster \(workers)w", scenario: "decode_b\(b)", batch: b, tokensPerSecond: median(rates),
+            var row = BenchReport.Row(mode: "cluster \(workers)w", dtype: dtype.rawValue, scenario: "decode_b\(b)", batch: b, tokensPerSecond: median(rates),
                                       ttftSeconds: median(ttfts), samples: rates)
             if stepMs > 0 {
                 row.msPerStep = stepMs / Double(after.steps - before.steps)
@@ -44,7 +48,7 @@ struct ClusterBench {
                 row.decodeShare = (after.decodeMs - before.decodeMs) / stepMs
                 row.workerComputeShare = (after.workerComputeMs - before.workerComputeMs) / stepMs
             }
-            log("cluster \(workers)w decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (workers computing \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
+            log("cluster \(workers)w \(dtype) decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (workers computing \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
             rows.append(row)
         }
         return rows

@@ -15,55 +15,93 @@ struct Bench: ParsableCommand {
     @Option(help: "Prefill prompt length.") var prefillTokens = 512
     @Option(help: "Cluster runs with these worker counts (empty: none).") var clusterWorkers = "1,2"
     @Option(help: "Cluster decode batch sizes.") var clusterBatches = "1,8"
+    @Option(help: "Weight precisions of the single-process runs, smallest first (the peak RSS is a lifetime maximum).")
+    var dtypes = "bf16,f32"
+    @Option(help: "Weight precisions of the cluster runs (coordinator and workers).") var clusterDtypes = "f32"
+    @Option(help: "Folder of other engines' figures (tools/bench/run_transformers.py, run_llamacpp.sh).")
+    var reference = "bench/reference"
     @Option(help: "Output file stem: writes STEM.json and STEM.md.") var out = "bench/results"
     @Flag(help: "Skip the machine-limit micro-benchmarks (quick runs only; ratios are then omitted).") var noLimits = false
+
+    func validate() throws {
+        guard modelOptions.weightsDtype == .f32 else { throw ValidationError("bench takes --dtypes and --cluster-dtypes, not --weights-dtype") }
+        _ = try parseDTypes(dtypes, flag: "--dtypes")
+        _ = try parseDTypes(clusterDtypes, flag: "--cluster-dtypes")
+    }
+
+    func parseDTypes(_ s: String, flag: String) throws -> [WeightDType] {
+        try s.split(separator: ",").map { part in
+            guard let d = WeightDType(rawValue: String(part).trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("\(flag): unknown weight dtype '\(part)' (expected f32 or bf16)")
+            }
+            return d
+        }
+    }
 
     func run() throws {
         try reportingErrors {
             let threads = modelOptions.threads ?? BLAS.threads
             BLAS.setThreads(threads)
             var report = BenchReport(model: modelOptions.model, threads: threads, date: ISO8601DateFormatter().string(from: Date()))
-            let local = try LocalModel(modelOptions)
-            let m = local.model
-            report.parameters = BenchReport.Parameters(nonExpertBytesPerToken: m.nonExpertBytesPerToken, expertBytes: m.expertBytes,
-                                                       moeLayers: m.config.moeLayers.count, topK: m.config.numExpertsPerTok)
-            if !noLimits { report.limits = measureLimits(config: m.config, threads: threads) }
-            log("limits: \(report.limits.map { "sgemm \(Int($0.sgemmGFLOPS[threads - 1])) GFLOP/s, read \(Int($0.readGBps[threads - 1])) GB/s" } ?? "skipped")")
-
-            var bench = LocalBench(model: m, experts: local.experts)
-            let prompt = LocalBench.prompt(prefillTokens, seed: 1, vocab: m.config.vocabSize)
-            let times = try bench.prefill(prompt, repeats: repeats)
-            let flops = 2.0 * Double(prefillTokens) * Double(activeParams(m))
-            report.add(.init(mode: "local", scenario: "prefill\(prefillTokens)", batch: 1, tokensPerSecond: Double(prefillTokens) / median(times),
-                             ttftSeconds: median(times), samples: times.map { Double(prefillTokens) / $0 },
-                             achievedPerSecond: flops / median(times), limitKind: "flops"))
-            log("prefill \(prefillTokens): \(Int(Double(prefillTokens) / median(times))) tok/s")
-
-            for b in try parseTokenList(batches, flag: "--batches") where b > 0 {
-                var runs: [LocalBench.DecodeRun] = []
-                for r in 0..<repeats { runs.append(try bench.decode(batch: b, promptLen: 32, newTokens: newTokens, seed: UInt64(100 * r + b))) }
-                let perRun = runs.map { Double(b * $0.stepSeconds.count) / $0.stepSeconds.reduce(0, +) }
-                let stepMedian = median(runs.flatMap(\.stepSeconds))
-                let experts = median(runs.flatMap { $0.expertsPerStep.map(Double.init) })
-                let bytes = Double(m.nonExpertBytesPerToken) + experts * Double(m.expertBytes)
-                report.add(.init(mode: "local", scenario: "decode_b\(b)", batch: b, tokensPerSecond: median(perRun),
-                                 ttftSeconds: median(runs.map(\.ttft)), samples: perRun,
-                                 achievedPerSecond: bytes / stepMedian, limitKind: "bytes",
-                                 msPerStep: 1000 * stepMedian, bytesPerStep: bytes))
-                log("decode b\(b): \(String(format: "%.1f", median(perRun))) tok/s, \(String(format: "%.1f", 1000 * stepMedian)) ms/step, \(Int(bytes / 1e6)) MB/step")
+            report.references = try BenchReport.loadReferences(directory: reference)
+            var vocab = 0
+            for dtype in try parseDTypes(dtypes, flag: "--dtypes") {
+                let local = try LocalModel(modelOptions, weightsDType: dtype)
+                let m = local.model
+                vocab = m.config.vocabSize
+                if report.parameters == nil {
+                    report.parameters = BenchReport.Parameters(nonExpertParametersPerToken: m.nonExpertParametersPerToken,
+                                                               expertParameters: m.expertParameters,
+                                                               moeLayers: m.config.moeLayers.count, topK: m.config.numExpertsPerTok)
+                }
+                if !noLimits && report.limits == nil {
+                    report.limits = measureLimits(config: m.config, threads: threads)
+                    log("limits: \(report.limits.map { "sgemm \(Int($0.sgemmGFLOPS[threads - 1])) GFLOP/s, read \(Int($0.readGBps[threads - 1])) GB/s" } ?? "skipped")")
+                }
+                try runLocal(local, dtype: dtype, report: &report)
+                report.peakRSSBytes[dtype.rawValue] = peakRSS()
             }
-            report.peakRSSBytes = peakRSS()
 
             let workerCounts = clusterWorkers.isEmpty ? [] : try parseTokenList(clusterWorkers, flag: "--cluster-workers")
             if !workerCounts.isEmpty {
                 let cb = try parseTokenList(clusterBatches, flag: "--cluster-batches")
-                for n in workerCounts where n > 0 {
-                    try report.add(contentsOf: ClusterBench(model: modelOptions.model, workers: n, threads: threads, log: log)
-                        .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: m.config.vocabSize))
+                if vocab == 0 { vocab = try JambaConfig.load(directory: modelOptions.url).vocabSize }
+                for dtype in try parseDTypes(clusterDtypes, flag: "--cluster-dtypes") {
+                    for n in workerCounts where n > 0 {
+                        try report.add(contentsOf: ClusterBench(model: modelOptions.model, workers: n, threads: threads, dtype: dtype, log: log)
+                            .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: vocab))
+                    }
                 }
             }
             try report.write(stem: out)
             print(report.markdown())
+        }
+    }
+
+    /// Prefill and decode scenarios on a model loaded in this process.
+    func runLocal(_ local: LocalModel, dtype: WeightDType, report: inout BenchReport) throws {
+        let m = local.model
+        var bench = LocalBench(model: m, experts: local.experts)
+        let prompt = LocalBench.prompt(prefillTokens, seed: 1, vocab: m.config.vocabSize)
+        let times = try bench.prefill(prompt, repeats: repeats)
+        let flops = 2.0 * Double(prefillTokens) * Double(activeParams(m))
+        report.add(.init(mode: "local", dtype: dtype.rawValue, scenario: "prefill\(prefillTokens)", batch: 1,
+                         tokensPerSecond: Double(prefillTokens) / median(times), ttftSeconds: median(times),
+                         samples: times.map { Double(prefillTokens) / $0 }, achievedPerSecond: flops / median(times), limitKind: "flops"))
+        log("\(dtype) prefill \(prefillTokens): \(Int(Double(prefillTokens) / median(times))) tok/s")
+
+        for b in try parseTokenList(batches, flag: "--batches") where b > 0 {
+            var runs: [LocalBench.DecodeRun] = []
+            for r in 0..<repeats { runs.append(try bench.decode(batch: b, promptLen: 32, newTokens: newTokens, seed: UInt64(100 * r + b))) }
+            let perRun = runs.map { Double(b * $0.stepSeconds.count) / $0.stepSeconds.reduce(0, +) }
+            let stepMedian = median(runs.flatMap(\.stepSeconds))
+            let experts = median(runs.flatMap { $0.expertsPerStep.map(Double.init) })
+            let bytes = Double(m.nonExpertBytesPerToken) + experts * Double(m.expertBytes)
+            report.add(.init(mode: "local", dtype: dtype.rawValue, scenario: "decode_b\(b)", batch: b, tokensPerSecond: median(perRun),
+                             ttftSeconds: median(runs.map(\.ttft)), samples: perRun,
+                             achievedPerSecond: bytes / stepMedian, limitKind: "bytes",
+                             msPerStep: 1000 * stepMedian, bytesPerStep: bytes))
+            log("\(dtype) decode b\(b): \(String(format: "%.1f", median(perRun))) tok/s, \(String(format: "%.1f", 1000 * stepMedian)) ms/step, \(Int(bytes / 1e6)) MB/step")
         }
     }
 
@@ -77,10 +115,12 @@ struct Bench: ParsableCommand {
     func measureLimits(config c: JambaConfig, threads: Int) -> BenchReport.Limits {
         // sgemm at the model's largest prefill shape: [T, H] · gate_up[2I, H]ᵀ.
         let ts = Array(1...max(1, threads))
+        let sum = ts.map { MachineLimits.memoryReadGBps(threads: $0) }
+        let stream = ts.map { MachineLimits.streamGBps(threads: $0) }
         return BenchReport.Limits(
             sgemmShape: [prefillTokens, 2 * c.intermediateSize, c.hiddenSize],
             sgemmGFLOPS: ts.map { MachineLimits.sgemmGFLOPS(m: prefillTokens, n: 2 * c.intermediateSize, k: c.hiddenSize, threads: $0) },
-            readGBps: ts.map { MachineLimits.memoryReadGBps(threads: $0) },
+            readGBps: zip(sum, stream).map { max($0, $1) }, sumGBps: sum, streamGBps: stream,
             sgemvGBps: ts.map { MachineLimits.sgemvGBps(threads: $0) })
     }
 }

@@ -7,19 +7,27 @@ struct BenchReport: Codable {
         var sgemmShape: [Int]
         /// Indexed by threads - 1.
         var sgemmGFLOPS: [Double]
+        /// The memory read limit: the better of `sumGBps` and `streamGBps`.
         var readGBps: [Double]
+        /// A SIMD sum over 1 GiB split across the threads.
+        var sumGBps: [Double]
+        /// The few-row kernel streaming a 1 GiB matrix against one row.
+        var streamGBps: [Double]
         var sgemvGBps: [Double]
     }
 
+    /// Weights per token (elements; bytes are these × the dtype's size, norms and SSM vectors aside).
     struct Parameters: Codable {
-        var nonExpertBytesPerToken: Int
-        var expertBytes: Int
+        var nonExpertParametersPerToken: Int
+        var expertParameters: Int
         var moeLayers: Int
         var topK: Int
     }
 
     struct Row: Codable {
         var mode: String
+        /// How the weights were held: f32 or bf16.
+        var dtype: String
         var scenario: String
         var batch: Int
         var tokensPerSecond: Double
@@ -47,7 +55,10 @@ struct BenchReport: Codable {
     var limits: Limits?
     var parameters: Parameters?
     var rows: [Row] = []
-    var peakRSSBytes: Int = 0
+    /// Peak resident set of the benchmark process, per weights dtype (each dtype loads the model afresh).
+    var peakRSSBytes: [String: Int] = [:]
+    /// Other engines' figures on the same model (bench/reference/*.json), printed beside ours.
+    var references: [Reference] = []
 
     init(model: String, threads: Int, date: String) {
         self.model = model
@@ -81,18 +92,23 @@ struct BenchReport: Codable {
         if let l = limits {
             s += "| machine limit | 1 thread | \(l.sgemmGFLOPS.count) threads |\n|---|---|---|\n"
             s += "| sgemm \(l.sgemmShape.map(String.init).joined(separator: "×")) GFLOP/s | \(f(l.sgemmGFLOPS.first)) | \(f(l.sgemmGFLOPS.last)) |\n"
-            s += "| memory read GB/s | \(f(l.readGBps.first)) | \(f(l.readGBps.last)) |\n"
+            s += "| memory read GB/s: SIMD sum of 1 GiB | \(f(l.sumGBps.first)) | \(f(l.sumGBps.last)) |\n"
+            s += "| memory read GB/s: few-row kernel streaming 1 GiB | \(f(l.streamGBps.first)) | \(f(l.streamGBps.last)) |\n"
+            s += "| **memory read limit** (the better of the two) | \(f(l.readGBps.first)) | \(f(l.readGBps.last)) |\n"
             s += "| sgemv GB/s | \(f(l.sgemvGBps.first)) | \(f(l.sgemvGBps.last)) |\n\n"
         }
-        s += "| mode | scenario | tok/s | TTFT s | ms/step | MB/step | achieved | of limit | encode (of it: plan) | wait | decode |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        s += "| mode | weights | scenario | tok/s | TTFT s | ms/step | MB/step | achieved | of limit | encode (of it: plan) | wait | decode |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for r in rows {
             let achieved = r.achievedPerSecond.map { r.limitKind == "flops" ? "\(f($0 / 1e9)) GFLOP/s" : "\(f($0 / 1e9)) GB/s" } ?? ""
-            s += "| \(r.mode) | \(r.scenario) | \(f(r.tokensPerSecond)) | \(f3(r.ttftSeconds)) | \(r.msPerStep.map(f) ?? "") | "
+            s += "| \(r.mode) | \(r.dtype) | \(r.scenario) | \(f(r.tokensPerSecond)) | \(f3(r.ttftSeconds)) | \(r.msPerStep.map(f) ?? "") | "
             s += "\(r.bytesPerStep.map { f($0 / 1e6) } ?? "") | \(achieved) | \(r.ofLimit.map(pct) ?? "") | "
             s += "\(r.encodeShare.map(pct) ?? "")\(r.planShare.map { " (" + pct($0) + ")" } ?? "") | \(r.waitShare.map(pct) ?? "") | \(r.decodeShare.map(pct) ?? "") |\n"
         }
-        s += "\nPeak resident memory of the benchmark process: \(f(Double(peakRSSBytes) / 1e9)) GB.\n"
+        for (dtype, bytes) in peakRSSBytes.sorted(by: { $0.key > $1.key }) {
+            s += "\nPeak resident memory of the benchmark process with \(dtype) weights: \(f(Double(bytes) / 1e9)) GB."
+        }
+        s += "\n" + sideBySide() + targets()
         return s
     }
 

@@ -13,7 +13,7 @@ final class LocalCluster {
         URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    init(model: String, workers: Int, threads: Int, coordinatorArgs: [String] = []) throws {
+    init(model: String, workers: Int, threads: Int, coordinatorArgs: [String] = [], workerArgs: [String] = []) throws {
         let coord = Process()
         coord.executableURL = Self.binary("jamba-coordinator")
         coord.arguments = ["--model", model, "--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint", "tcp://127.0.0.1:*",
@@ -33,7 +33,7 @@ final class LocalCluster {
         for i in 0..<workers {
             let w = Process()
             w.executableURL = Self.binary("jamba-worker")
-            w.arguments = ["--model", model, "--coordinator", workerEndpoint, "--name", "w\(i)", "--threads", "\(threads)", "--log-level", "warning"]
+            w.arguments = ["--model", model, "--coordinator", workerEndpoint, "--name", "w\(i)", "--threads", "\(threads)", "--log-level", "warning"] + workerArgs
             w.standardOutput = FileHandle.nullDevice
             try w.run()
             processes.append(w)

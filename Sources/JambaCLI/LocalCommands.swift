@@ -12,11 +12,12 @@ struct LocalModel {
     let experts: ExpertStore
     let tokenizer: Tokenizer?
 
-    init(_ options: ModelOptions) throws {
+    init(_ options: ModelOptions, weightsDType: WeightDType? = nil) throws {
         if let t = options.threads { BLAS.setThreads(t) }
-        let (model, ck) = try JambaModel.load(directory: options.url, weightsDType: options.weightsDtype)
+        let dtype = weightsDType ?? options.weightsDtype
+        let (model, ck) = try JambaModel.load(directory: options.url, weightsDType: dtype)
         self.model = model
-        experts = try ExpertStore.load(ExpertStore.allIDs(model.config), from: ck, config: model.config, dtype: options.weightsDtype)
+        experts = try ExpertStore.load(ExpertStore.allIDs(model.config), from: ck, config: model.config, dtype: dtype)
         let tokURL = options.url.appendingPathComponent("tokenizer.json")
         tokenizer = FileManager.default.fileExists(atPath: tokURL.path) ? try Tokenizer(directory: options.url) : nil
     }

@@ -102,6 +102,17 @@ public enum Kernels {
         jc_scan_token(Int32(channels.lowerBound), Int32(channels.upperBound), Int32(n), dt, u, z, a, b, c, d, h, y)
     }
 
+    /// The selective scan over `tokens` tokens of one sequence, channels split across `BLAS.kernelThreads`
+    /// (see `jc_scan_segment_mt`); each channel's arithmetic is the same whatever the split.
+    @inline(__always)
+    public static func scanSegment(tokens: Int, channels: Int, state n: Int, dt: UnsafePointer<Float>, ldDt: Int,
+                                   u: UnsafePointer<Float>, ldU: Int, z: UnsafePointer<Float>, ldZ: Int,
+                                   a: UnsafePointer<Float>, bc: UnsafePointer<Float>, ldBC: Int, d: UnsafePointer<Float>,
+                                   h: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, ldY: Int) {
+        jc_scan_segment_mt(Int32(BLAS.kernelThreads), Int32(tokens), Int32(channels), Int32(n), dt, Int32(ldDt), u, Int32(ldU),
+                           z, Int32(ldZ), a, bc, Int32(ldBC), d, h, y, Int32(ldY))
+    }
+
     /// torch.nn.functional.softplus with beta 1 and threshold 20.
     @inline(__always)
     public static func softplus(_ x: Float) -> Float { x > 20 ? x : Foundation.log1p(Foundation.exp(x)) }

@@ -79,6 +79,33 @@ public enum MachineLimits {
         return Double(count * 4) / best
     }
 
+    /// Best-of-`repeats` GB/s of the few-row kernel streaming a `bytes`-sized f32 matrix against one row, split
+    /// over `threads`: a second read ceiling. It can beat the plain sum above, because it prefetches several
+    /// 4 KiB rows ahead and so keeps more reads in flight; decode cannot stream faster than the better of the two.
+    public static func streamGBps(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
+        let previous = BLAS.kernelThreads
+        BLAS.kernelThreads = threads
+        defer { BLAS.kernelThreads = previous }
+        let k = 1024, n = max(1, bytes / 4 / k)
+        let w = [Float](repeating: 0.5, count: n * k)
+        let x = [Float](repeating: 1, count: k)
+        var y = [Float](repeating: 0, count: n)
+        var best = Double.infinity
+        for _ in 0..<(repeats + 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            w.withUnsafeBytes { wp in
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        BLAS.gemmFewRows(m: 1, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, bf16: false, ldw: k,
+                                         y: yp.baseAddress!, ldy: n)
+                    }
+                }
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+        }
+        return Double(n * k * 4) / best
+    }
+
     /// Keeps the sums alive so the reads are not optimised away.
     private final class Sink: @unchecked Sendable {
         // `total` only touched under `lock`.

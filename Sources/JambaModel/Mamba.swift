@@ -148,13 +148,13 @@ public struct MambaMixer: Sendable {
                             scratch.y.storage.withUnsafeMutableBufferPointer { yp in
                                 a.withUnsafeBufferPointer { ap in
                                     d.withUnsafeBufferPointer { dp in
-                                        for t in seg {
-                                            let bRow = dbc.baseAddress! + t * dbcStride + r
-                                            Kernels.scanToken(channels: 0..<di, state: n, dt: dtp.baseAddress! + t * di,
-                                                              u: up.baseAddress! + t * di, z: xz.baseAddress! + t * 2 * di + di,
-                                                              a: ap.baseAddress!, b: bRow, c: bRow + n, d: dp.baseAddress!,
-                                                              h: h.baseAddress!, y: yp.baseAddress! + t * di)
-                                        }
+                                        let t = seg.lowerBound
+                                        Kernels.scanSegment(tokens: seg.count, channels: di, state: n,
+                                                            dt: dtp.baseAddress! + t * di, ldDt: di,
+                                                            u: up.baseAddress! + t * di, ldU: di,
+                                                            z: xz.baseAddress! + t * 2 * di + di, ldZ: 2 * di,
+                                                            a: ap.baseAddress!, bc: dbc.baseAddress! + t * dbcStride + r, ldBC: dbcStride,
+                                                            d: dp.baseAddress!, h: h.baseAddress!, y: yp.baseAddress! + t * di, ldY: di)
                                     }
                                 }
                             }

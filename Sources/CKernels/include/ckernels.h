@@ -55,6 +55,13 @@ void jc_bf16_to_f32(size_t count, const uint16_t *src, float *dst);
 void jc_scan_token(int c0, int c1, int n, const float *dt, const float *u, const float *z, const float *a,
                    const float *b, const float *c, const float *d, float *h, float *y);
 
+/// The selective scan (jc_scan_token) over `tokens` consecutive tokens of one sequence, channels split across
+/// `threads` (the pool). Token t reads dt + t·ld_dt, u + t·ld_u, z + t·ld_z, B = bc + t·ld_bc, C = B + n and
+/// writes y + t·ld_y; h [channels, n] carries the state through the tokens.
+void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const float *dt, int ld_dt, const float *u, int ld_u,
+                        const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
+                        float *y, int ld_y);
+
 /// out[i] = softplus(x[i] + bias[i]) (torch: beta 1, threshold 20), vectorised.
 void jc_softplus_bias(int count, const float *x, const float *bias, float *out);
 
