@@ -200,6 +200,39 @@ JC_AVX2 static void swiglu_avx2(int count, const float *g, const float *u, float
     for (; i < count; i++) h[i] = silu1(g[i]) * u[i];
 }
 
+/* y[m, n] = x[m, k] · w[k, n] for a few rows (attention's P · V in decode): per row, 32 output columns in
+   4 accumulators, each x element broadcast against a row of w. */
+JC_AVX2 static void gemm_nn_rows_avx2(int m, int n, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy) {
+    for (int i = 0; i < m; i++) {
+        const float *xi = x + (size_t)i * ldx;
+        float *yi = y + (size_t)i * ldy;
+        int c = 0;
+        for (; c + 32 <= n; c += 32) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int j = 0; j < k; j++) {
+                const __m256 xv = _mm256_set1_ps(xi[j]);
+                const float *wj = w + (size_t)j * ldw + c;
+                a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wj), a0);
+                a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wj + 8), a1);
+                a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wj + 16), a2);
+                a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wj + 24), a3);
+            }
+            _mm256_storeu_ps(yi + c, a0); _mm256_storeu_ps(yi + c + 8, a1);
+            _mm256_storeu_ps(yi + c + 16, a2); _mm256_storeu_ps(yi + c + 24, a3);
+        }
+        for (; c + 8 <= n; c += 8) {
+            __m256 a0 = _mm256_setzero_ps();
+            for (int j = 0; j < k; j++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(xi[j]), _mm256_loadu_ps(w + (size_t)j * ldw + c), a0);
+            _mm256_storeu_ps(yi + c, a0);
+        }
+        for (; c < n; c++) {
+            float acc = 0;
+            for (int j = 0; j < k; j++) acc += xi[j] * w[(size_t)j * ldw + c];
+            yi[c] = acc;
+        }
+    }
+}
+
 JC_AVX2 static void bf16_to_f32_avx2(size_t count, const uint16_t *src, float *dst) {
     size_t i = 0;
     for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load_w8(1, src, i));
@@ -355,6 +388,18 @@ void jc_gemm_few_rows_bf16(int m, int n0, int n1, int k, const float *x, int ldx
     }
 #endif
     gemm_few_rows_c(1, m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+}
+
+void jc_gemm_nn_rows(int m, int n, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy) {
+#if JC_X86
+    if (jc_has_avx2()) { gemm_nn_rows_avx2(m, n, k, x, ldx, w, ldw, y, ldy); return; }
+#endif
+    for (int i = 0; i < m; i++)
+        for (int c = 0; c < n; c++) {
+            float acc = 0;
+            for (int j = 0; j < k; j++) acc += x[(size_t)i * ldx + j] * w[(size_t)j * ldw + c];
+            y[(size_t)i * ldy + c] = acc;
+        }
 }
 
 void jc_bf16_to_f32(size_t count, const uint16_t *src, float *dst) {

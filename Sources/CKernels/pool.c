@@ -138,8 +138,8 @@ void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const floa
                         const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
                         float *y, int ld_y) {
     scan_job j = {tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, threads < 1 ? 1 : threads, dt, u, z, a, bc, d, h, y};
-    /* Below ~64 K state updates the hand-off costs more than it saves. */
-    if ((long)tokens * channels * n < (1L << 16)) j.nparts = 1;
+    /* Below ~16 K state updates (a few µs) the hand-off costs more than it saves. */
+    if ((long)tokens * channels * n < (1L << 14)) j.nparts = 1;
     if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
     jc_pool_run(j.nparts, scan_part, &j);
 }

@@ -46,9 +46,32 @@ public enum BLAS {
     }
 
     /// y[M, N] = alpha · x[M, K] · op(w) + beta · y, row-major with leading dimensions given, where op(w) = wᵀ for
-    /// w stored [N, K] (`transposeW`, the Linear layout) and w for w stored [K, N]. One row goes to sgemv.
+    /// w stored [N, K] (`transposeW`, the Linear layout) and w for w stored [K, N].
+    ///
+    /// Up to `fewRowsLimit` rows with beta 0 (attention in decode) this runs single-threaded in our kernels:
+    /// OpenBLAS would hand even these small products to its threads, which then spin in sched_yield for
+    /// milliseconds and take a core from the next kernel (measured: ~10% of a batch-8 decode step).
     @inline(__always)
     public static func gemm(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        x: UnsafePointer<Float>, ldx: Int, w: UnsafePointer<Float>, ldw: Int, transposeW: Bool = true,
+        beta: Float = 0, y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        guard m > 0, n > 0 else { return }
+        guard m > fewRowsLimit || beta != 0 else {
+            if transposeW {
+                jc_gemm_few_rows(Int32(m), 0, Int32(n), Int32(k), x, Int32(ldx), w, Int32(ldw), y, Int32(ldy))
+            } else {
+                jc_gemm_nn_rows(Int32(m), Int32(n), Int32(k), x, Int32(ldx), w, Int32(ldw), y, Int32(ldy))
+            }
+            if alpha != 1 { for r in 0..<m { for c in 0..<n { y[r * ldy + c] *= alpha } } }
+            return
+        }
+        cblasGemm(m: m, n: n, k: k, alpha: alpha, x: x, ldx: ldx, w: w, ldw: ldw, transposeW: transposeW, beta: beta, y: y, ldy: ldy)
+    }
+
+    /// The same through OpenBLAS always (sgemv for one row): what the machine-limit benchmarks measure.
+    public static func cblasGemm(
         m: Int, n: Int, k: Int, alpha: Float = 1,
         x: UnsafePointer<Float>, ldx: Int, w: UnsafePointer<Float>, ldw: Int, transposeW: Bool = true,
         beta: Float = 0, y: UnsafeMutablePointer<Float>, ldy: Int

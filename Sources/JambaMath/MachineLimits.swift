@@ -20,7 +20,7 @@ public enum MachineLimits {
             a.withUnsafeBufferPointer { ap in
                 b.withUnsafeBufferPointer { bp in
                     c.withUnsafeMutableBufferPointer { cp in
-                        BLAS.gemm(m: m, n: n, k: k, x: ap.baseAddress!, ldx: k, w: bp.baseAddress!, ldw: k,
+                        BLAS.cblasGemm(m: m, n: n, k: k, x: ap.baseAddress!, ldx: k, w: bp.baseAddress!, ldw: k,
                                     y: cp.baseAddress!, ldy: n)
                     }
                 }
@@ -45,7 +45,7 @@ public enum MachineLimits {
             w.withUnsafeBufferPointer { wp in
                 x.withUnsafeBufferPointer { xp in
                     y.withUnsafeMutableBufferPointer { yp in
-                        BLAS.gemm(m: 1, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, ldw: k,
+                        BLAS.cblasGemm(m: 1, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, ldw: k,
                                     y: yp.baseAddress!, ldy: n)
                     }
                 }

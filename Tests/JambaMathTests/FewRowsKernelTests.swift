@@ -107,4 +107,30 @@ final class FewRowsKernelTests: XCTestCase {
         for (b, e) in zip(back, expected) { XCTAssertEqual(b, e, "bf16 of \(values)") }
         XCTAssertEqual(w.byteCount, 2 * values.count)
     }
+
+    /// Small products inside `BLAS.gemm` (attention in decode) run in our kernels, not OpenBLAS: both layouts,
+    /// with alpha, against OpenBLAS on the same operands, through strided views as attention uses them.
+    func testSmallGemmBothLayoutsMatchOpenBLAS() {
+        for (m, n, k) in [(1, 64, 37), (3, 70, 64), (8, 5, 200), (32, 64, 129)] {
+            let ld = max(n, k) + 3
+            let x = random(m * ld, seed: 7), w = random(max(n, k) * ld, seed: 8)
+            for transposeW in [true, false] {
+                var ours = [Float](repeating: 0, count: m * ld), ref = ours
+                x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in
+                    ours.withUnsafeMutableBufferPointer { yp in
+                        BLAS.gemm(m: m, n: n, k: k, alpha: 0.125, x: xp.baseAddress!, ldx: ld, w: wp.baseAddress!, ldw: ld,
+                                  transposeW: transposeW, y: yp.baseAddress!, ldy: ld)
+                    }
+                    ref.withUnsafeMutableBufferPointer { yp in
+                        BLAS.cblasGemm(m: m, n: n, k: k, alpha: 0.125, x: xp.baseAddress!, ldx: ld, w: wp.baseAddress!, ldw: ld,
+                                       transposeW: transposeW, y: yp.baseAddress!, ldy: ld)
+                    }
+                } }
+                var worst: Float = 0
+                for r in 0..<m { for c in 0..<n { worst = max(worst, abs(ours[r * ld + c] - ref[r * ld + c])) } }
+                print("[kernel] small gemm \(m)×\(n)×\(k) transposeW=\(transposeW) vs OpenBLAS: max |diff| \(worst) (tol 1e-5)")
+                XCTAssertLessThanOrEqual(worst, 1e-5)
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ final class KernelTests: XCTestCase {
             x.storage.withUnsafeBufferPointer { xp in
                 w.storage.withUnsafeBufferPointer { wp in
                     ref.storage.withUnsafeMutableBufferPointer { yp in
-                        BLAS.gemm(m: m, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, ldw: k, y: yp.baseAddress!, ldy: n)
+                        BLAS.cblasGemm(m: m, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, ldw: k, y: yp.baseAddress!, ldy: n)
                     }
                 }
             }

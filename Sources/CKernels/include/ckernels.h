@@ -45,6 +45,10 @@ int jc_few_rows_level(void);
 /// tests and benchmarks can compare the paths on one machine.
 void jc_set_few_rows_level(int level);
 
+/// y[m, n] = x[m, k] · w[k, n] (no transpose) for a few rows, single-threaded: attention's P · V in decode,
+/// which OpenBLAS would hand to its thread pool, whose spinning then takes a core from the next kernel.
+void jc_gemm_nn_rows(int m, int n, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy);
+
 /// dst[i] = the bf16 src[i] widened to f32 (exact).
 void jc_bf16_to_f32(size_t count, const uint16_t *src, float *dst);
 
