@@ -28,9 +28,12 @@ demo: deps
 
 # Throughput against this machine's measured limits, single-process and through a loopback cluster (bench/).
 # The bench model (1.7 GB, random weights) is made by transformers: pip install torch transformers.
+# llama.cpp's f16 figures are re-measured first when tools/bench/run_llamacpp.sh has built it, so the bf16 target
+# compares against a run minutes apart on the same machine; the other references stay as last measured.
 bench: release
 	[ -f $(BENCH_MODEL)/config.json ] || python3 tools/bench/make_bench_model.py $(BENCH_MODEL)
-	.build/release/jamba bench --model $(BENCH_MODEL) --threads 2 --out bench/results
+	if [ -x .build-llamacpp/build/bin/llama-bench ]; then UPDATE=1 DTYPES=f16 MAX_WAIT=30 bash tools/bench/run_llamacpp.sh bench; fi
+	.build/release/jamba bench --model $(BENCH_MODEL) --threads 2 --dtypes bf16,f32 --cluster-dtypes f32,bf16 --out bench/results
 	[ -f /tmp/tokenizer-bench/tokenizer.json ] || python3 tools/tokenizer-bench/make_tokenizer.py --out /tmp/tokenizer-bench
 	.build/release/jamba bench-tokenizer --tokenizer /tmp/tokenizer-bench/tokenizer.json \
 	  --text /tmp/tokenizer-bench/kjv.txt,/tmp/tokenizer-bench/python.txt --out bench/tokenizer

@@ -16,8 +16,10 @@
 #endif
 
 #define JC_POOL_MAX 64
-/* Spin iterations before sleeping: a pause is ~10–60 ns, so this is on the order of 100–500 µs. */
-#define JC_SPIN 8192
+/* Spin iterations before sleeping: a pause is ~10–60 ns, so ~20–120 µs. Enough to bridge the glue between a
+   decode step's kernels (a few µs); short enough that a coordinator waiting on its workers, on the same cores,
+   gives the core back quickly. */
+#define JC_SPIN 2048
 
 static pthread_mutex_t caller_lock = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -30,10 +30,13 @@ final class LocalCluster {
         }
         clientEndpoint = banner[2].trimmingCharacters(in: CharacterSet(charactersIn: ","))
         let workerEndpoint = banner[4].trimmingCharacters(in: .whitespacesAndNewlines)
+        // Workers share this machine's cores: together they get `threads`, not `threads` each (oversubscribed
+        // spinning threads would slow every process down).
+        let workerThreads = max(1, threads / max(1, workers))
         for i in 0..<workers {
             let w = Process()
             w.executableURL = Self.binary("jamba-worker")
-            w.arguments = ["--model", model, "--coordinator", workerEndpoint, "--name", "w\(i)", "--threads", "\(threads)", "--log-level", "warning"] + workerArgs
+            w.arguments = ["--model", model, "--coordinator", workerEndpoint, "--name", "w\(i)", "--threads", "\(workerThreads)", "--log-level", "warning"] + workerArgs
             w.standardOutput = FileHandle.nullDevice
             try w.run()
             processes.append(w)
