@@ -2,6 +2,7 @@
 # local-cluster.sh: starts (or stops) a development cluster on this machine: one coordinator and N workers.
 #
 #   deploy/local-cluster.sh start [--workers N] [--model DIR] [--client-port P] [--worker-port P] [--bin DIR]
+#                                 [--threads N] [--weights-dtype f32|bf16]
 #   deploy/local-cluster.sh status | stop
 #
 # Processes run in the background with their logs and pid files in $JAMBA_RUN_DIR (default .jamba-run/).
@@ -16,6 +17,7 @@ workers=2
 client_port=7400
 worker_port=7401
 threads=1
+dtype=f32
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 while [ $# -gt 0 ]; do
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
     --worker-port) worker_port=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --weights-dtype) dtype=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -55,12 +58,12 @@ case "$cmd" in
     stop_all
     mkdir -p "$run_dir"
     "$bin/jamba-coordinator" --model "$model" --client-endpoint "$client" \
-      --worker-endpoint "tcp://127.0.0.1:$worker_port" --min-workers "$workers" \
+      --worker-endpoint "tcp://127.0.0.1:$worker_port" --min-workers "$workers" --weights-dtype "$dtype" \
       >"$run_dir/coordinator.out" 2>"$run_dir/coordinator.log" &
     echo $! >"$run_dir/coordinator.pid"
     for i in $(seq 1 "$workers"); do
       "$bin/jamba-worker" --model "$model" --coordinator "tcp://127.0.0.1:$worker_port" --name "worker-$i" \
-        --threads "$threads" >/dev/null 2>"$run_dir/worker-$i.log" &
+        --threads "$threads" --weights-dtype "$dtype" >/dev/null 2>"$run_dir/worker-$i.log" &
       echo $! >"$run_dir/worker-$i.pid"
     done
     if "$bin/jamba" status --coordinator "$client" --wait-ready 60 --min-workers "$workers" --timeout 2 >/dev/null; then

@@ -15,13 +15,15 @@ struct Bench: ParsableCommand {
     @Option(help: "Prefill prompt length.") var prefillTokens = 512
     @Option(help: "Cluster runs with these worker counts (empty: none).") var clusterWorkers = "1,2"
     @Option(help: "Cluster decode batch sizes.") var clusterBatches = "1,8"
-    @Option(help: "Weight precisions of the single-process runs, smallest first (the peak RSS is a lifetime maximum).")
+    @Option(help: "Weight precisions of the single-process runs, smallest first (peak RSS is a lifetime maximum, so each figure includes the runs before it).")
     var dtypes = "bf16,f32"
     @Option(help: "Weight precisions of the cluster runs (coordinator and workers).") var clusterDtypes = "f32"
     @Option(help: "Folder of other engines' figures (tools/bench/run_transformers.py, run_llamacpp.sh).")
     var reference = "bench/reference"
     @Option(help: "Output file stem: writes STEM.json and STEM.md.") var out = "bench/results"
     @Flag(help: "Skip the machine-limit micro-benchmarks (quick runs only; ratios are then omitted).") var noLimits = false
+    @Flag(help: "Measure nothing: re-read STEM.json and the reference folder, and rewrite STEM.json and STEM.md.")
+    var renderOnly = false
 
     func validate() throws {
         guard modelOptions.weightsDtype == .f32 else { throw ValidationError("bench takes --dtypes and --cluster-dtypes, not --weights-dtype") }
@@ -40,6 +42,13 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            if renderOnly {
+                var report = try JSONDecoder().decode(BenchReport.self, from: Data(contentsOf: URL(fileURLWithPath: out + ".json")))
+                report.references = try BenchReport.loadReferences(directory: reference)
+                try report.write(stem: out)
+                print(report.markdown())
+                return
+            }
             let threads = modelOptions.threads ?? BLAS.threads
             BLAS.setThreads(threads)
             var report = BenchReport(model: modelOptions.model, threads: threads, date: ISO8601DateFormatter().string(from: Date()))
@@ -54,12 +63,14 @@ struct Bench: ParsableCommand {
                                                                expertParameters: m.expertParameters,
                                                                moeLayers: m.config.moeLayers.count, topK: m.config.numExpertsPerTok)
                 }
-                if !noLimits && report.limits == nil {
-                    report.limits = measureLimits(config: m.config, threads: threads)
-                    log("limits: \(report.limits.map { "sgemm \(Int($0.sgemmGFLOPS[threads - 1])) GFLOP/s, read \(Int($0.readGBps[threads - 1])) GB/s" } ?? "skipped")")
-                }
                 try runLocal(local, dtype: dtype, report: &report)
                 report.peakRSSBytes[dtype.rawValue] = peakRSS()
+            }
+            if !noLimits {
+                let config = try JambaConfig.load(directory: modelOptions.url)
+                report.limits = measureLimits(config: config, threads: threads)
+                report.applyLimits()
+                log("limits: \(report.limits.map { "sgemm \(Int($0.sgemmGFLOPS[threads - 1])) GFLOP/s, read \(Int($0.readGBps[threads - 1])) GB/s" } ?? "skipped")")
             }
 
             let workerCounts = clusterWorkers.isEmpty ? [] : try parseTokenList(clusterWorkers, flag: "--cluster-workers")

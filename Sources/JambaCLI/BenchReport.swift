@@ -67,12 +67,19 @@ struct BenchReport: Codable {
     }
 
     mutating func add(_ r: Row) {
-        var row = r
-        if let a = r.achievedPerSecond, let l = limits, let kind = r.limitKind {
-            let i = max(0, min(threads, l.sgemmGFLOPS.count) - 1)
-            row.ofLimit = kind == "flops" ? a / (l.sgemmGFLOPS[i] * 1e9) : a / (l.readGBps[i] * 1e9)
+        rows.append(r)
+        applyLimits()
+    }
+
+    /// Fills each row's achieved ÷ limit once the limits are measured (they are measured after the single-process
+    /// runs, so that their 1 GiB buffers do not count in those runs' peak resident memory).
+    mutating func applyLimits() {
+        guard let l = limits else { return }
+        let i = max(0, min(threads, l.sgemmGFLOPS.count) - 1)
+        for j in rows.indices {
+            guard let a = rows[j].achievedPerSecond, let kind = rows[j].limitKind else { continue }
+            rows[j].ofLimit = kind == "flops" ? a / (l.sgemmGFLOPS[i] * 1e9) : a / (l.readGBps[i] * 1e9)
         }
-        rows.append(row)
     }
 
     mutating func add(contentsOf rs: [Row]) { for r in rs { add(r) } }

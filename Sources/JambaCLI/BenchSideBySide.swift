@@ -39,9 +39,10 @@ extension BenchReport {
         if let l = try json("llamacpp.json") {
             let commit = (l["llama_cpp_commit"] as? String).map { " " + $0 } ?? ""
             let summary = l["summary"] as? [String: Any] ?? [:]
-            let dated = l["updated_dtypes"] as? [String: Any] ?? [:]
+            let perDType = l["dtypes"] as? [String: Any] ?? [:]
             for dtype in ["f32", "f16", "q8_0"] where summary[dtype] != nil {
-                let date = (dated[dtype] as? String) ?? (l["date"] as? String) ?? ""
+                // Each dtype carries the date it was measured (run_llamacpp.sh can refresh one dtype alone).
+                let date = ((perDType[dtype] as? [String: Any])?["date"] as? String) ?? (l["date"] as? String) ?? ""
                 out.append(Reference(engine: "llama.cpp\(commit)", dtype: dtype, date: date,
                                      tokensPerSecond: try rates(summary[dtype], "llamacpp.json")))
             }

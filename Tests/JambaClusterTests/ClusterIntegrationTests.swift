@@ -1,28 +1,34 @@
 // ClusterIntegrationTests: real coordinator and worker processes on loopback give the in-process tokens.
 import Foundation
 import JambaCluster
+import JambaModel
 import JambaWire
 import XCTest
 
 final class ClusterIntegrationTests: XCTestCase {
     static let model = ClusterHarness.fixture("tiny-b")
 
-    /// 1, 2 and 3 workers: the same greedy tokens as `jamba generate` (the real CLI, in its own process).
-    func testWorkerCountsGiveLocalTokens() throws {
-        let prompt = testPrompts[0]
+    /// Greedy tokens from `jamba generate` (the real CLI, in its own process).
+    static func jambaGenerate(_ prompt: [Int], maxTokens: Int, extra: [String] = []) throws -> [Int] {
         let gen = Process()
         gen.executableURL = try ClusterHarness.executable("jamba")
-        gen.arguments = ["generate", "--model", Self.model, "--tokens", prompt.map(String.init).joined(separator: ","),
-                         "--max-tokens", "20", "--ignore-eos", "--json"]
+        gen.arguments = ["generate", "--model", model, "--tokens", prompt.map(String.init).joined(separator: ","),
+                         "--max-tokens", "\(maxTokens)", "--ignore-eos", "--json"] + extra
         let out = Pipe()
         gen.standardOutput = out
         try gen.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         gen.waitUntilExit()
         XCTAssertEqual(gen.terminationStatus, 0)
-        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        let expected = try XCTUnwrap(json["tokens"] as? [Int])
-        XCTAssertEqual(expected.count, 20)
+        let tokens = try XCTUnwrap((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["tokens"] as? [Int])
+        XCTAssertEqual(tokens.count, maxTokens)
+        return tokens
+    }
+
+    /// 1, 2 and 3 workers: the same greedy tokens as `jamba generate` (the real CLI, in its own process).
+    func testWorkerCountsGiveLocalTokens() throws {
+        let prompt = testPrompts[0]
+        let expected = try Self.jambaGenerate(prompt, maxTokens: 20)
         for n in 1...3 {
             let h = try ClusterHarness(model: Self.model)
             try h.startCoordinator(["--min-workers", "\(n)"])
@@ -37,6 +43,30 @@ final class ClusterIntegrationTests: XCTestCase {
             print("[cluster] \(n) worker(s): experts held per worker \(held), resident bytes \(s.reply.workers.map(\.residentBytes))")
             if n > 1 { XCTAssertTrue(held.allSatisfy { $0 < 32 }, "each worker holds a share, not every expert: \(held)") }
             h.stopAll()
+        }
+    }
+
+    /// bf16-resident weights end to end: a coordinator and 2 workers started with `--weights-dtype bf16` give the
+    /// tokens of `jamba generate --weights-dtype bf16`, and each worker holds its experts in 2 bytes per weight.
+    func testBF16ClusterGivesLocalBF16Tokens() throws {
+        let prompt = testPrompts[1]
+        let expected = try Self.jambaGenerate(prompt, maxTokens: 16, extra: ["--weights-dtype", "bf16"])
+
+        let config = try JambaConfig.load(directory: URL(fileURLWithPath: Self.model))
+        let h = try ClusterHarness(model: Self.model)
+        defer { h.stopAll() }
+        try h.startCoordinator(["--min-workers", "2", "--weights-dtype", "bf16"])
+        for i in 0..<2 { try h.startWorker("w\(i)", ["--weights-dtype", "bf16"]) }
+        try h.waitFor("2 live workers with every expert placed") { $0.live.count == 2 && $0.allPlaced }
+        let r = try h.client().generate(prompt, maxTokens: 16)
+        print("[cluster] bf16 weights, 2 workers: equal to jamba generate --weights-dtype bf16: \(r.tokens == expected)")
+        XCTAssertEqual(r.tokens, expected)
+        let s = StatusSnapshot(try h.client().status())
+        for name in ["w0", "w1"] {
+            let w = try XCTUnwrap(s.worker(name))
+            let bf16Bytes = UInt64(s.experts(of: name) * 3 * config.hiddenSize * config.intermediateSize * 2)
+            print("[cluster] \(name): \(s.experts(of: name)) experts, resident \(w.residentBytes) B, expected in bf16 \(bf16Bytes) B")
+            XCTAssertEqual(w.residentBytes, bf16Bytes)
         }
     }
 
