@@ -105,7 +105,7 @@ struct BenchBalance: ParsableCommand {
     func workload(_ endpoint: String, vocab: Int, seed: UInt64) throws -> Double {
         let box = FinalsBox(count: jobs)
         let t0 = Date()
-        DispatchQueue.concurrentPerform(iterations: jobs) { i in
+        runOnThreads(jobs) { i in
             do {
                 let c = try ClusterClient(endpoint: endpoint, timeout: 120)
                 var job = Jamba_V1_SubmitJob()

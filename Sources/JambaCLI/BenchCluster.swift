@@ -48,7 +48,9 @@ struct ClusterBench {
                 row.decodeShare = (after.decodeMs - before.decodeMs) / stepMs
                 row.workerComputeShare = (after.workerComputeMs - before.workerComputeMs) / stepMs
             }
-            log("cluster \(workers)w \(dtype) decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (workers computing \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
+            // tok/s × s/step = rows per step: b when every job decoded in every step (a check on the harness).
+            let rowsPerStep = row.msPerStep.map { median(rates) * $0 / 1000 }
+            log("cluster \(workers)w \(dtype) decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, \(rowsPerStep.map { String(format: "%.1f", $0) } ?? "?") rows/step, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (workers computing \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
             rows.append(row)
         }
         return rows
@@ -59,7 +61,7 @@ struct ClusterBench {
     /// `batch` concurrent jobs (one client thread each); returns their final events.
     private func runBatch(_ batch: Int, newTokens: Int, endpoint: String, vocab: Int, seed: UInt64) throws -> [Jamba_V1_JobFinal] {
         let results = FinalsBox(count: batch)
-        DispatchQueue.concurrentPerform(iterations: batch) { i in
+        runOnThreads(batch) { i in
             do {
                 let c = try ClusterClient(endpoint: endpoint, timeout: 120)
                 var job = Jamba_V1_SubmitJob()

@@ -112,7 +112,8 @@ struct Bench: ParsableCommand {
                              ttftSeconds: median(runs.map(\.ttft)), samples: perRun,
                              achievedPerSecond: bytes / stepMedian, limitKind: "bytes",
                              msPerStep: 1000 * stepMedian, bytesPerStep: bytes))
-            log("\(dtype) decode b\(b): \(String(format: "%.1f", median(perRun))) tok/s, \(String(format: "%.1f", 1000 * stepMedian)) ms/step, \(Int(bytes / 1e6)) MB/step")
+            let expertMs = 1000 * median(runs.flatMap(\.expertSecondsPerStep))
+            log("\(dtype) decode b\(b): \(String(format: "%.1f", median(perRun))) tok/s, \(String(format: "%.1f", 1000 * stepMedian)) ms/step (experts \(String(format: "%.1f", expertMs)) ms), \(Int(bytes / 1e6)) MB/step")
         }
     }
 

@@ -8,9 +8,13 @@ import JambaModel
 struct CountingExecutor: ExpertExecutor {
     var inner: LocalExpertExecutor
     var expertsRun = 0
+    /// Seconds spent running experts (the part a cluster moves to its workers).
+    var expertSeconds = 0.0
 
     mutating func run(layer: Int, batches: [ExpertBatch]) throws -> [Matrix] {
         expertsRun += batches.count
+        let t0 = LocalBench.now()
+        defer { expertSeconds += LocalBench.now() - t0 }
         return try inner.run(layer: layer, batches: batches)
     }
 }
@@ -50,6 +54,7 @@ struct LocalBench {
         var ttft: Double
         var stepSeconds: [Double]
         var expertsPerStep: [Int]
+        var expertSecondsPerStep: [Double] = []
     }
 
     /// Greedy decode of `batch` prompts of `promptLen` tokens for `newTokens` tokens, all rows in every step.
@@ -62,10 +67,12 @@ struct LocalBench {
         for _ in 1..<newTokens {
             let next = (0..<batch).map { b in [Sampler.argmax(r.logits.row(b))] }
             executor.expertsRun = 0
+            executor.expertSeconds = 0
             let s0 = Self.now()
             r = try model.forward(tokens: next, states: &states, executor: &executor, scratch: &scratch)
             run.stepSeconds.append(Self.now() - s0)
             run.expertsPerStep.append(executor.expertsRun)
+            run.expertSecondsPerStep.append(executor.expertSeconds)
         }
         return run
     }

@@ -100,3 +100,21 @@ public final class ClusterClient {
         }
     }
 }
+
+/// Runs `body(i)` for i in 0..<count, each on its own thread, all at once, and returns when all are done.
+///
+/// For launching many blocking clients together (benchmarks, tests): `DispatchQueue.concurrentPerform` runs only
+/// as many iterations at a time as there are cores, so on a 2-core machine "8 concurrent jobs" would really be
+/// 2 at a time (which made the cluster's batch-8 benchmark measure batch 2).
+public func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let group = DispatchGroup()
+    for i in 0..<count {
+        group.enter()
+        let thread = Thread {
+            body(i)
+            group.leave()
+        }
+        thread.start()
+    }
+    group.wait()
+}

@@ -80,7 +80,7 @@ final class ClusterIntegrationTests: XCTestCase {
         try h.waitFor("2 live workers") { $0.live.count == 2 && $0.allPlaced }
         let endpoint = h.clientEndpoint
         let results = ResultBox(count: testPrompts.count)
-        DispatchQueue.concurrentPerform(iterations: testPrompts.count) { i in
+        runOnThreads(testPrompts.count) { i in
             do {
                 let c = try ClusterClient(endpoint: endpoint, timeout: 20)
                 results.set(i, try c.generate(testPrompts[i], maxTokens: 16).tokens)
