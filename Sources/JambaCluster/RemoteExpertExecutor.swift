@@ -120,8 +120,14 @@ struct RemoteExpertExecutor: ExpertExecutor {
         let index = Dictionary(uniqueKeysWithValues: pending.enumerated().map { (keyOf($0.element), $0.offset) })
         let plan: DispatchPlan
         do {
-            plan = try Dispatch.plan(experts: pending.map { JambaScheduler.ExpertRows(expert: keyOf($0), rows: $0.rows.count) },
-                                     assignment: link.registry.routableAssignment, state: state)
+            let experts = pending.map { JambaScheduler.ExpertRows(expert: keyOf($0), rows: $0.rows.count) }
+            // Decode: every expert has a few rows and costs what streaming its weights costs; keep each whole and
+            // balance expert costs. Prefill: balance rows, splitting large experts between replicas.
+            if pending.allSatisfy({ $0.rows.count <= BLAS.fewRowsLimit }) {
+                plan = try Dispatch.planWhole(experts: experts, assignment: link.registry.routableAssignment, state: state)
+            } else {
+                plan = try Dispatch.plan(experts: experts, assignment: link.registry.routableAssignment, state: state)
+            }
         } catch let SchedulerError.noAvailableHolder(key) {
             throw ClusterError.noHolder(layer: key.layer, expert: key.expert)
         }
