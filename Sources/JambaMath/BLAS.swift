@@ -2,6 +2,7 @@
 import CKernels
 import COpenBLAS
 import Dispatch
+import Foundation
 
 /// Matrix products over row-major f32 data.
 ///
@@ -125,8 +126,9 @@ public enum BLAS {
     static func gemmWidened(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafePointer<UInt16>,
                             y: UnsafeMutablePointer<Float>) {
         let block = max(1, min(n, (8 << 20) / max(1, k)))
-        let wide = UnsafeMutablePointer<Float>.allocate(capacity: block * k)
-        defer { wide.deallocate() }
+        // A fresh 32 MiB allocation per call would be a fresh mmap: ~8000 page faults and zeroing, every call.
+        let wide = WidenBuffer.shared.take(block * k)
+        defer { WidenBuffer.shared.give(back: wide) }
         var j = 0
         while j < n {
             let nb = min(block, n - j)
@@ -152,5 +154,35 @@ public enum BLAS {
     /// Convenience: returns x · wᵀ as a new matrix.
     public static func linear(_ x: Matrix, _ w: Matrix) -> Matrix {
         linear(x, Weights(w))
+    }
+}
+
+/// The f32 block `gemmWidened` widens bf16 weights into, kept between calls. Taken by one caller at a time; a
+/// second concurrent caller gets a temporary buffer of its own.
+final class WidenBuffer: @unchecked Sendable {
+    static let shared = WidenBuffer()
+    // `buffer`, `capacity` and `inUse` are guarded by `lock`.
+    private let lock = NSLock()
+    private var buffer: UnsafeMutablePointer<Float>?
+    private var capacity = 0
+    private var inUse = false
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !inUse else { return .allocate(capacity: count) }
+        inUse = true
+        if let b = buffer, capacity >= count { return b }
+        buffer?.deallocate()
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        buffer = b
+        capacity = count
+        return b
+    }
+
+    func give(back p: UnsafeMutablePointer<Float>) {
+        lock.lock()
+        defer { lock.unlock() }
+        if p == buffer { inUse = false } else { p.deallocate() }
     }
 }
