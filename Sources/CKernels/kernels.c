@@ -369,25 +369,31 @@ static void gemm_few_rows_c(const int bf, int m, int n0, int n1, int k, const fl
         }
 }
 
-void jc_gemm_few_rows(int m, int n0, int n1, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy) {
+/* The few-row product on the best kernel level allowed; w is float (bf = 0) or bf16 (bf = 1). */
+static void gemm_few_rows_any(int bf, int m, int n0, int n1, int k, const float *x, int ldx, const void *w, int ldw,
+                              float *y, int ldy) {
 #if JC_X86
     switch (jc_few_rows_level()) {
-    case 2: gemm_few_rows_avx512_f32(m, n0, n1, k, x, ldx, w, ldw, y, ldy); return;
-    case 1: gemm_few_rows_avx2_f32(m, n0, n1, k, x, ldx, w, ldw, y, ldy); return;
+    case 2:
+        if (bf) gemm_few_rows_avx512_bf16(m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+        else gemm_few_rows_avx512_f32(m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+        return;
+    case 1:
+        if (bf) gemm_few_rows_avx2_bf16(m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+        else gemm_few_rows_avx2_f32(m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+        return;
     }
 #endif
-    gemm_few_rows_c(0, m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+    gemm_few_rows_c(bf, m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+}
+
+void jc_gemm_few_rows(int m, int n0, int n1, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy) {
+    gemm_few_rows_any(0, m, n0, n1, k, x, ldx, w, ldw, y, ldy);
 }
 
 void jc_gemm_few_rows_bf16(int m, int n0, int n1, int k, const float *x, int ldx, const uint16_t *w, int ldw,
                            float *y, int ldy) {
-#if JC_X86
-    switch (jc_few_rows_level()) {
-    case 2: gemm_few_rows_avx512_bf16(m, n0, n1, k, x, ldx, w, ldw, y, ldy); return;
-    case 1: gemm_few_rows_avx2_bf16(m, n0, n1, k, x, ldx, w, ldw, y, ldy); return;
-    }
-#endif
-    gemm_few_rows_c(1, m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+    gemm_few_rows_any(1, m, n0, n1, k, x, ldx, w, ldw, y, ldy);
 }
 
 void jc_gemm_nn_rows(int m, int n, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy) {

@@ -90,6 +90,12 @@ int jc_pool_run(int nparts, jc_part_fn fn, void *ctx) {
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* The few-row product split over output columns. */
 
+/* Part p of nparts over [0, count): boundaries rounded down to multiples of `align`, the last part to the end. */
+static void part_range(int count, int p, int nparts, int align, int *lo, int *hi) {
+    *lo = (int)((long)count * p / nparts) / align * align;
+    *hi = p == nparts - 1 ? count : (int)((long)count * (p + 1) / nparts) / align * align;
+}
+
 typedef struct {
     int m, n, k, ldx, ldw, ldy, bf16, nparts;
     const float *x;
@@ -99,9 +105,8 @@ typedef struct {
 
 static void few_rows_part(void *ctx, int p) {
     const few_rows_job *j = (const few_rows_job *)ctx;
-    /* Boundaries on multiples of 6 weight rows, the widest kernel tile. */
-    int n0 = (int)((long)j->n * p / j->nparts) / 6 * 6;
-    int n1 = p == j->nparts - 1 ? j->n : (int)((long)j->n * (p + 1) / j->nparts) / 6 * 6;
+    int n0, n1;
+    part_range(j->n, p, j->nparts, 6, &n0, &n1);  /* multiples of 6 weight rows, the widest kernel tile */
     if (n1 <= n0) return;
     if (j->bf16) jc_gemm_few_rows_bf16(j->m, n0, n1, j->k, j->x, j->ldx, (const uint16_t *)j->w, j->ldw, j->y, j->ldy);
     else jc_gemm_few_rows(j->m, n0, n1, j->k, j->x, j->ldx, (const float *)j->w, j->ldw, j->y, j->ldy);
@@ -126,8 +131,8 @@ typedef struct {
 
 static void scan_part(void *ctx, int p) {
     const scan_job *j = (const scan_job *)ctx;
-    int c0 = (int)((long)j->channels * p / j->nparts) / 8 * 8;
-    int c1 = p == j->nparts - 1 ? j->channels : (int)((long)j->channels * (p + 1) / j->nparts) / 8 * 8;
+    int c0, c1;
+    part_range(j->channels, p, j->nparts, 8, &c0, &c1);  /* whole 8-channel vectors */
     if (c1 <= c0) return;
     for (int t = 0; t < j->tokens; t++) {
         const float *b = j->bc + (size_t)t * j->ld_bc;

@@ -35,24 +35,9 @@ public enum MachineLimits {
         let previous = BLAS.threads
         BLAS.setThreads(threads)
         defer { BLAS.setThreads(previous) }
-        let k = 4096, n = max(1, bytes / 4 / k)
-        let w = [Float](repeating: 0.5, count: n * k)
-        let x = [Float](repeating: 1, count: k)
-        var y = [Float](repeating: 0, count: n)
-        var best = Double.infinity
-        for _ in 0..<(repeats + 1) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            w.withUnsafeBufferPointer { wp in
-                x.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        BLAS.cblasGemm(m: 1, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, ldw: k,
-                                    y: yp.baseAddress!, ldy: n)
-                    }
-                }
-            }
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+        return streamOneRow(bytes: bytes, k: 4096, repeats: repeats) { n, k, x, w, y in
+            BLAS.cblasGemm(m: 1, n: n, k: k, x: x, ldx: k, w: w, ldw: k, y: y, ldy: n)
         }
-        return Double(n * k * 4) / best
     }
 
     /// Best-of-`repeats` GB/s of summing a `bytes`-sized f32 array split over `threads` threads (plain reads,
@@ -86,19 +71,24 @@ public enum MachineLimits {
         let previous = BLAS.kernelThreads
         BLAS.kernelThreads = threads
         defer { BLAS.kernelThreads = previous }
-        let k = 1024, n = max(1, bytes / 4 / k)
+        return streamOneRow(bytes: bytes, k: 1024, repeats: repeats) { n, k, x, w, y in
+            BLAS.gemmFewRows(m: 1, n: n, k: k, x: x, ldx: k, w: w, bf16: false, ldw: k, y: y, ldy: n)
+        }
+    }
+
+    /// Best-of-`repeats` GB/s of `product(n, k, x, w, y)`, y[n] = w[n, k] · x[k], over an f32 matrix of `bytes`.
+    private static func streamOneRow(bytes: Int, k: Int, repeats: Int,
+                                     _ product: (Int, Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Double {
+        let n = max(1, bytes / 4 / k)
         let w = [Float](repeating: 0.5, count: n * k)
         let x = [Float](repeating: 1, count: k)
         var y = [Float](repeating: 0, count: n)
         var best = Double.infinity
         for _ in 0..<(repeats + 1) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            w.withUnsafeBytes { wp in
+            w.withUnsafeBufferPointer { wp in
                 x.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        BLAS.gemmFewRows(m: 1, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, bf16: false, ldw: k,
-                                         y: yp.baseAddress!, ldy: n)
-                    }
+                    y.withUnsafeMutableBufferPointer { yp in product(n, k, xp.baseAddress!, wp.baseAddress!, yp.baseAddress!) }
                 }
             }
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))

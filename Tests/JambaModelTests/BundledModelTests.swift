@@ -10,6 +10,15 @@ final class BundledModelTests: XCTestCase {
     static let modelDir = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("models/kjv-jamba-mini")
     static let heldout = Fixtures.model("kjv-heldout")
 
+    /// `count` greedy tokens through the continuous-batching engine with every expert in process.
+    static func greedy(model: JambaModel, experts: ExpertStore, prompt: [Int], count: Int) throws -> [Int] {
+        var engine = Engine(model: model, executor: LocalExpertExecutor(experts: experts))
+        try engine.submit(id: 0, prompt: prompt, params: SamplingParams(maxTokens: count, ignoreEOS: true))
+        var got: [Int] = []
+        while !engine.isIdle { for e in engine.step() { if case let .token(_, t) = e { got.append(t) } } }
+        return got
+    }
+
     func testHeldOutPerplexityAndGreedyTextMatchTransformers() throws {
         let ref = try XCTUnwrap(JSONValue.parse(try Data(contentsOf: Self.heldout.appendingPathComponent("reference.json"))))
         let ids = try XCTUnwrap(JSONValue.parse(try Data(contentsOf: Self.heldout.appendingPathComponent("heldout_ids.json")))?.array).compactMap(\.int)
@@ -28,10 +37,7 @@ final class BundledModelTests: XCTestCase {
 
         let prompt = try XCTUnwrap(ref["greedy"]?["prompt_ids"]?.array).compactMap(\.int)
         let expected = try XCTUnwrap(ref["greedy"]?["new_ids"]?.array).compactMap(\.int)
-        var engine = Engine(model: model, executor: LocalExpertExecutor(experts: experts))
-        try engine.submit(id: 0, prompt: prompt, params: SamplingParams(maxTokens: expected.count, ignoreEOS: true))
-        var got: [Int] = []
-        while !engine.isIdle { for e in engine.step() { if case let .token(_, t) = e { got.append(t) } } }
+        let got = try Self.greedy(model: model, experts: experts, prompt: prompt, count: expected.count)
         XCTAssertEqual(got, expected)
         var stream = StreamingDecoder(tokenizer: tokenizer)
         _ = try stream.append(contentsOf: prompt)
@@ -51,10 +57,7 @@ final class BundledModelTests: XCTestCase {
         XCTAssertLessThan(Double(model.nonExpertBytesPerToken), 0.52 * Double(f32Model.nonExpertBytesPerToken))
         let prompt = try XCTUnwrap(ref["greedy"]?["prompt_ids"]?.array).compactMap(\.int)
         let expected = try XCTUnwrap(ref["greedy"]?["new_ids"]?.array).compactMap(\.int)
-        var engine = Engine(model: model, executor: LocalExpertExecutor(experts: experts))
-        try engine.submit(id: 0, prompt: prompt, params: SamplingParams(maxTokens: expected.count, ignoreEOS: true))
-        var got: [Int] = []
-        while !engine.isIdle { for e in engine.step() { if case let .token(_, t) = e { got.append(t) } } }
+        let got = try Self.greedy(model: model, experts: experts, prompt: prompt, count: expected.count)
         XCTAssertEqual(got, expected)
     }
 }
