@@ -4,10 +4,16 @@
 // thread costs a futex wake-up (10–20 µs) every time, about a tenth of a decode step measured here. Pool threads
 // spin on a generation counter for a short while after each job, so back-to-back calls find them awake, then
 // sleep on a condition variable so an idle daemon (or one waiting on the network) leaves the cores alone.
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE  /* sched_getcpu, cpu_set_t, pthread_setaffinity_np */
+#endif
 #include "ckernels.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define JC_PAUSE() _mm_pause()
@@ -27,17 +33,47 @@ static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static _Atomic unsigned long generation;
 static _Atomic int pending;
 static _Atomic int sleepers;
+static _Atomic int park;  /* set by jc_pool_park: stop spinning; cleared by the next job */
 static int started;  /* pool threads running; only grows, under caller_lock */
 static int parts;
 static jc_part_fn job_fn;
 static void *job_ctx;
+static pthread_t helpers[JC_POOL_MAX];
+static int steered_from = -1;  /* the caller's CPU the helpers' masks exclude; -1: not set */
+
+#ifdef __linux__
+/* Keeping helpers off the caller's CPU. A helper that slept (the caller waited on the network, say) is woken by
+   the caller, and Linux tends to wake it on the waker's CPU even when the other core is idle; the two threads
+   then take turns on one core for every later call (seen with `perf sched timehist` in a coordinator between
+   MoE round trips: a decode step ~30% slower). So each helper may run anywhere the process may, except where
+   the caller runs now. The mask changes only when the caller has moved: one syscall per helper, rarely. */
+static cpu_set_t allowed;
+static int allowed_known;
+
+static void steer_helpers(void) {
+    if (!allowed_known) {
+        allowed_known = sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? 1 : -1;
+    }
+    const int cpu = sched_getcpu();
+    if (allowed_known < 0 || cpu < 0 || cpu == steered_from || CPU_COUNT(&allowed) < 2 || !CPU_ISSET(cpu, &allowed)) return;
+    cpu_set_t mask = allowed;
+    CPU_CLR(cpu, &mask);
+    for (int i = 0; i < started; i++) pthread_setaffinity_np(helpers[i], sizeof mask, &mask);
+    steered_from = cpu;
+}
+#else
+static void steer_helpers(void) {}
+#endif
 
 static void *pool_main(void *arg) {
     const int index = (int)(size_t)arg;  /* this thread runs part index + 1 */
     unsigned long seen = 0;
     for (;;) {
         int spins = 0;
-        while (atomic_load(&generation) == seen && spins < JC_SPIN) { JC_PAUSE(); spins++; }
+        while (atomic_load(&generation) == seen && spins < JC_SPIN && !atomic_load_explicit(&park, memory_order_relaxed)) {
+            JC_PAUSE();
+            spins++;
+        }
         if (atomic_load(&generation) == seen) {
             pthread_mutex_lock(&sleep_lock);
             atomic_fetch_add(&sleepers, 1);
@@ -68,12 +104,15 @@ int jc_pool_run(int nparts, jc_part_fn fn, void *ctx) {
         int ok = pthread_create(&t, &attr, pool_main, (void *)(size_t)started) == 0;
         pthread_attr_destroy(&attr);
         if (!ok) break;
-        started++;
+        helpers[started++] = t;
+        steered_from = -1;
     }
     if (nparts > started + 1) nparts = started + 1;
+    steer_helpers();
     job_fn = fn;
     job_ctx = ctx;
     parts = nparts;
+    atomic_store(&park, 0);
     atomic_store(&pending, started);
     atomic_fetch_add(&generation, 1);  /* publishes job_fn, job_ctx, parts (seq_cst) */
     if (atomic_load(&sleepers) > 0) {
@@ -86,6 +125,8 @@ int jc_pool_run(int nparts, jc_part_fn fn, void *ctx) {
     pthread_mutex_unlock(&caller_lock);
     return nparts;
 }
+
+void jc_pool_park(void) { atomic_store(&park, 1); }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* The few-row product split over output columns. */

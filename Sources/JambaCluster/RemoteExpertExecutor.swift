@@ -115,6 +115,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
         for w in link.registry.live where !excluded.contains(w.id) {
             state[w.id] = WorkerLoadState(queuedRows: 0, speed: stats.speed(of: w.id))
         }
+        Kernels.parkPool()
         let planStart = DispatchTime.now().uptimeNanoseconds
         let keyOf = { (p: Pending) in ExpertKey(layer: layer, expert: batches[p.batch].expert) }
         let index = Dictionary(uniqueKeysWithValues: pending.enumerated().map { (keyOf($0.element), $0.offset) })
@@ -137,6 +138,10 @@ struct RemoteExpertExecutor: ExpertExecutor {
         let planMs = Self.ms(since: planStart)
         stats.timings.planMs += planMs
         let encodeStart = DispatchTime.now().uptimeNanoseconds
+        // Every request is encoded before the first is sent, and then they go out back to back: the first send
+        // wakes a worker, which on a machine shared with the workers can take this thread's core, and a request
+        // still being encoded then waits (up to a scheduler slice, ~15 ms seen) while its worker idles.
+        var outgoing: [(worker: WorkerID, identity: [UInt8], id: UInt64, parts: [Pending], bytes: [UInt8]?)] = []
         for (worker, parts) in perWorker {
             guard let rec = link.registry[worker] else { continue }
             let rows = parts.map { p -> JambaWire.ExpertRows in
@@ -146,16 +151,21 @@ struct RemoteExpertExecutor: ExpertExecutor {
             }
             let id = link.newRequestID()
             let req = ExpertBatchCodec.makeRequest(requestID: id, stepID: step, layer: UInt32(layer), experts: rows)
-            link.await(id)
-            if let bytes = link.send(.request(req), to: rec.identity) {
-                stats.timings.requestBytes += UInt64(bytes)
-                sent[id] = Sent(worker: worker, parts: parts)
-                link.registry[worker]?.inFlight += 1
-            } else {
-                link.cancelAwait(id)
-                failure.parts += parts
-                failure.workers.insert(worker)
-                failure.reason = "worker unreachable"
+            outgoing.append((worker, rec.identity, id, parts, link.encode(.request(req))))
+        }
+        Kernels.keepingThreadsOffThisCPU(named: "ZMQbg/IO") {
+            for o in outgoing {
+                link.await(o.id)
+                if let encoded = o.bytes, let bytes = link.send(encoded: encoded, to: o.identity) {
+                    stats.timings.requestBytes += UInt64(bytes)
+                    sent[o.id] = Sent(worker: o.worker, parts: o.parts)
+                    link.registry[o.worker]?.inFlight += 1
+                } else {
+                    link.cancelAwait(o.id)
+                    failure.parts += o.parts
+                    failure.workers.insert(o.worker)
+                    failure.reason = o.bytes == nil ? "request could not be encoded" : "worker unreachable"
+                }
             }
         }
         stats.timings.encodeMs += Self.ms(since: encodeStart) + planMs
@@ -236,3 +246,4 @@ struct RemoteExpertExecutor: ExpertExecutor {
         }
     }
 }
+

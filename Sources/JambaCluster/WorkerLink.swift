@@ -43,13 +43,28 @@ final class WorkerLink {
     /// Returns the bytes sent, or nil when the worker could not be reached.
     @discardableResult
     func send(_ msg: Jamba_V1_CoordinatorToWorker.OneOf_Msg, to identity: [UInt8]) -> Int? {
+        guard let bytes = encode(msg) else { return nil }
+        return send(encoded: bytes, to: identity)
+    }
+
+    /// A message to a worker as the bytes `send(encoded:to:)` takes; nil (logged) if it cannot be encoded.
+    func encode(_ msg: Jamba_V1_CoordinatorToWorker.OneOf_Msg) -> [UInt8]? {
         var env = Jamba_V1_CoordinatorToWorker()
         env.msg = msg
         do {
-            let bytes = try env.serialized(maxBytes: maxMessageBytes)
+            return try env.serialized(maxBytes: maxMessageBytes)
+        } catch {
+            log.error("message to worker could not be encoded", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Sends bytes made by `encode`. Returns their count, or nil when the worker could not be reached.
+    func send(encoded bytes: [UInt8], to identity: [UInt8]) -> Int? {
+        do {
             try socket.send([identity, bytes])
             return bytes.count
-        } catch let e as ZMQError where e.isHostUnreachable {
+        } catch where error.isHostUnreachable {
             let id = WorkerRegistry.id(of: identity)
             if registry[id]?.isUp == true {
                 log.warning("worker unreachable; marking lost", metadata: ["worker": "\(registry[id]?.name ?? "?")"])

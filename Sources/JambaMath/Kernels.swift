@@ -5,6 +5,18 @@ import Foundation
 /// Row kernels. Swift does not vectorise a plain `Float` reduction (it must keep the sequential order), so sums
 /// are written over `SIMD16<Float>` with four accumulators; elementwise loops vectorise on their own.
 public enum Kernels {
+    /// Puts the thread pool to sleep now instead of after its spin: called before blocking on the network, so the
+    /// cores are free at once for the processes being waited on (workers sharing this machine).
+    public static func parkPool() { jc_pool_park() }
+
+    /// Runs `body` with this process's threads named `prefix…` (libzmq's "ZMQbg/IO") kept off the calling thread's
+    /// CPU, so that waking them (by sending) does not preempt the caller; afterwards they may run anywhere again.
+    public static func keepingThreadsOffThisCPU<T>(named prefix: String, _ body: () throws -> T) rethrows -> T {
+        jc_steer_named_threads(prefix, 1)
+        defer { jc_steer_named_threads(prefix, 0) }
+        return try body()
+    }
+
     /// Sum of squares of `n` floats.
     @inline(__always)
     public static func sumOfSquares(_ p: UnsafePointer<Float>, _ n: Int) -> Float {

@@ -35,6 +35,15 @@ typedef void (*jc_part_fn)(void *ctx, int part);
 /// all parts run on the calling thread. Returns the number of parts run concurrently.
 int jc_pool_run(int nparts, jc_part_fn fn, void *ctx);
 
+/// Tells the pool's spinning threads to sleep now rather than at the end of their spin: for a caller about to
+/// block (on the network, say) whose cores other processes need meanwhile. The next jc_pool_run wakes them.
+void jc_pool_park(void);
+
+/// off_this_cpu = 1: restricts this process's threads whose name starts with `name_prefix` to every CPU the caller
+/// may use except the one it runs on now; 0: gives them all of the caller's CPUs back (Linux; elsewhere a no-op).
+/// Threads are looked up on the first call. Returns how many threads are steered.
+int jc_steer_named_threads(const char *name_prefix, int off_this_cpu);
+
 /// 1 when the AVX-512 (F, BW, VL, DQ) paths run on this CPU, else 0.
 int jc_has_avx512(void);
 
