@@ -11,6 +11,7 @@
 #include "ckernels.h"
 #ifdef __linux__
 #include <dirent.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +23,15 @@
 int jc_steer_named_threads(const char *name_prefix, int off_this_cpu) {
     static int last_cpu = -1, count = -1;
     static pid_t tids[JC_STEER_MAX];
+    static char prefix[16];
     const int cpu = sched_getcpu();
     if (cpu < 0) return 0;
-    if (count < 0) {  /* find the threads once: libzmq starts its I/O threads with the context's first socket */
+    /* Find the threads once per prefix (thread names are at most 15 characters): libzmq starts its I/O threads
+       with the context, before any request is sent. */
+    if (count < 0 || strncmp(prefix, name_prefix, sizeof prefix - 1) != 0) {
+        strncpy(prefix, name_prefix, sizeof prefix - 1);
         count = 0;
+        last_cpu = -1;
         DIR *d = opendir("/proc/self/task");
         if (!d) return 0;
         struct dirent *e;
@@ -35,7 +41,7 @@ int jc_steer_named_threads(const char *name_prefix, int off_this_cpu) {
             snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
             FILE *f = fopen(path, "r");
             if (!f) continue;
-            if (fgets(name, sizeof name, f) && strncmp(name, name_prefix, strlen(name_prefix)) == 0) {
+            if (fgets(name, sizeof name, f) && strncmp(name, prefix, strlen(prefix)) == 0) {
                 tids[count++] = (pid_t)atoi(e->d_name);
             }
             fclose(f);
@@ -51,7 +57,14 @@ int jc_steer_named_threads(const char *name_prefix, int off_this_cpu) {
     last_cpu = want;
     return count;
 }
+
+int jc_current_cpu(void) { return sched_getcpu(); }
+int jc_thread_id(void) { return (int)gettid(); }
+void jc_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
 #else
+int jc_current_cpu(void) { return -1; }
+int jc_thread_id(void) { return -1; }
+void jc_set_thread_name(const char *name) { (void)name; }
 int jc_steer_named_threads(const char *name_prefix, int off_this_cpu) {
     (void)name_prefix;
     (void)off_this_cpu;

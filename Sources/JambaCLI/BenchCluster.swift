@@ -9,13 +9,16 @@ struct ClusterBench {
     let model: String
     let workers: Int
     let threads: Int
+    /// Threads per worker; nil: `threads` divided among the workers.
+    let workerThreads: Int?
     /// How the coordinator and the workers hold their weights.
     let dtype: WeightDType
     let log: (String) -> Void
 
     func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int) throws -> [BenchReport.Row] {
         let dtypeArgs = ["--weights-dtype", dtype.rawValue]
-        let cluster = try LocalCluster(model: model, workers: workers, threads: threads, coordinatorArgs: dtypeArgs, workerArgs: dtypeArgs)
+        let cluster = try LocalCluster(model: model, workers: workers, threads: threads, workerThreads: workerThreads,
+                                       coordinatorArgs: dtypeArgs, workerArgs: dtypeArgs)
         defer { cluster.stop() }
         let clientEP = cluster.clientEndpoint
         let client = try ClusterClient(endpoint: clientEP, timeout: 120)

@@ -18,6 +18,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Weight precisions of the single-process runs, smallest first (peak RSS is a lifetime maximum, so each figure includes the runs before it).")
     var dtypes = "bf16,f32"
     @Option(help: "Weight precisions of the cluster runs (coordinator and workers).") var clusterDtypes = "f32"
+    @Option(help: "Threads per worker in the cluster runs (default: --threads divided among the workers).")
+    var clusterWorkerThreads: Int?
     @Option(help: "Folder of other engines' figures (tools/bench/run_transformers.py, run_llamacpp.sh).")
     var reference = "bench/reference"
     @Option(help: "Output file stem: writes STEM.json and STEM.md.") var out = "bench/results"
@@ -29,6 +31,9 @@ struct Bench: ParsableCommand {
         guard modelOptions.weightsDtype == .f32 else { throw ValidationError("bench takes --dtypes and --cluster-dtypes, not --weights-dtype") }
         _ = try parseDTypes(dtypes, flag: "--dtypes")
         _ = try parseDTypes(clusterDtypes, flag: "--cluster-dtypes")
+        if let t = clusterWorkerThreads, !(1...256).contains(t) {
+            throw ValidationError("--cluster-worker-threads must be 1...256, not \(t)")
+        }
     }
 
     func parseDTypes(_ s: String, flag: String) throws -> [WeightDType] {
@@ -79,7 +84,8 @@ struct Bench: ParsableCommand {
                 if vocab == 0 { vocab = try JambaConfig.load(directory: modelOptions.url).vocabSize }
                 for dtype in try parseDTypes(clusterDtypes, flag: "--cluster-dtypes") {
                     for n in workerCounts where n > 0 {
-                        try report.add(contentsOf: ClusterBench(model: modelOptions.model, workers: n, threads: threads, dtype: dtype, log: log)
+                        try report.add(contentsOf: ClusterBench(model: modelOptions.model, workers: n, threads: threads, workerThreads: clusterWorkerThreads,
+                                                                  dtype: dtype, log: log)
                             .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: vocab))
                     }
                 }

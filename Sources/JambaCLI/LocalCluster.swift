@@ -13,7 +13,7 @@ final class LocalCluster {
         URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    init(model: String, workers: Int, threads: Int, coordinatorArgs: [String] = [], workerArgs: [String] = []) throws {
+    init(model: String, workers: Int, threads: Int, workerThreads: Int? = nil, coordinatorArgs: [String] = [], workerArgs: [String] = []) throws {
         let coord = Process()
         coord.executableURL = Self.binary("jamba-coordinator")
         coord.arguments = ["--model", model, "--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint", "tcp://127.0.0.1:*",
@@ -32,7 +32,7 @@ final class LocalCluster {
         let workerEndpoint = banner[4].trimmingCharacters(in: .whitespacesAndNewlines)
         // Workers share this machine's cores: together they get `threads`, not `threads` each (oversubscribed
         // spinning threads would slow every process down).
-        let workerThreads = max(1, threads / max(1, workers))
+        let workerThreads = workerThreads ?? max(1, threads / max(1, workers))
         for i in 0..<workers {
             let w = Process()
             w.executableURL = Self.binary("jamba-worker")

@@ -41,8 +41,14 @@ void jc_pool_park(void);
 
 /// off_this_cpu = 1: restricts this process's threads whose name starts with `name_prefix` to every CPU the caller
 /// may use except the one it runs on now; 0: gives them all of the caller's CPUs back (Linux; elsewhere a no-op).
-/// Threads are looked up on the first call. Returns how many threads are steered.
+/// Threads are looked up on the first call with a given prefix; call from one thread. Returns how many threads are
+/// steered.
 int jc_steer_named_threads(const char *name_prefix, int off_this_cpu);
+
+/// The CPU this thread runs on, this thread's kernel id, and naming this thread (Linux; -1 / no-op elsewhere).
+int jc_current_cpu(void);
+int jc_thread_id(void);
+void jc_set_thread_name(const char *name);
 
 /// 1 when the AVX-512 (F, BW, VL, DQ) paths run on this CPU, else 0.
 int jc_has_avx512(void);
