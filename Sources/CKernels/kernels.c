@@ -270,12 +270,14 @@ JC_AVX512 static JC_INLINE __m512 load_w16_tail(const int bf, const void *w, siz
 /* Software prefetch of the weight rows 4 tiles ahead, into L2: the hardware prefetchers ramp up slowly on each
    short row stream. Measured at 8 rows: ~24 GB/s against ~21 with 2 tiles into L1 and ~18 without. */
 #define JC_PF_TILES 4
-/* y[r, c] = x[r, :] · w[c, :] for r < R, c < C. */
-JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, int k, const float *x, int ldx,
-                                        const void *w, int ldw, float *y, int ldy) {
+/* s[r][c] = x[r, lo:hi] · w[c, lo:hi] for r < R, c < C: 16-lane partial sums from lo (a masked tail at hi), then
+   the lanes reduced. */
+JC_AVX512 static JC_INLINE void tile512_sums(const int bf, const int R, const int C, int lo, int hi, const float *x,
+                                             int ldx, const void *w, int ldw, float s[8][6]) {
     __m512 acc[8][6];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
-    int i = 0;
+    int i = lo;
+    const int k = hi;
     for (; i + 16 <= k; i += 16) {
         __m512 wv[6];
         for (int c = 0; c < C; c++) wv[c] = load_w16(bf, w, (size_t)c * ldw + i);
@@ -294,7 +296,23 @@ JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, 
             for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
         }
     }
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) y[(size_t)r * ldy + c] = _mm512_reduce_add_ps(acc[r][c]);
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) s[r][c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* y[r, c] = x[r, :] · w[c, :] for r < R, c < C. With 0 < k0 < k, the sum is taken in two segments, [0, k0) and
+   [k0, k), each reduced on its own and then added: the same floats as two products over the segments added
+   afterwards (an expert's two slices computed by two workers), but in one pass over the weights. */
+JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, int k0, int k, const float *x, int ldx,
+                                        const void *w, int ldw, float *y, int ldy) {
+    float s[8][6];
+    const int split = k0 > 0 && k0 < k;
+    tile512_sums(bf, R, C, 0, split ? k0 : k, x, ldx, w, ldw, s);
+    if (split) {
+        float t[8][6];
+        tile512_sums(bf, R, C, k0, k, x, ldx, w, ldw, t);
+        for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) s[r][c] += t[r][c];
+    }
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) y[(size_t)r * ldy + c] = s[r][c];
 }
 
 /* Weight rows per tile for R x rows: R·C accumulators + C weight vectors + 1 x vector ≤ 32 registers. One or
@@ -304,12 +322,12 @@ JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, 
 
 /* Calls tile512 with compile-time R (1–8) and C (1, 3, or JC_TILE_C(R)). */
 #define JC_TILE_R(R) case R: \
-    if (C == 1) tile512(bf, R, 1, k, x, ldx, w, ldw, y, ldy); \
-    else if (C == 3) tile512(bf, R, 3, k, x, ldx, w, ldw, y, ldy); \
-    else tile512(bf, R, JC_TILE_C(R), k, x, ldx, w, ldw, y, ldy); \
+    if (C == 1) tile512(bf, R, 1, k0, k, x, ldx, w, ldw, y, ldy); \
+    else if (C == 3) tile512(bf, R, 3, k0, k, x, ldx, w, ldw, y, ldy); \
+    else tile512(bf, R, JC_TILE_C(R), k0, k, x, ldx, w, ldw, y, ldy); \
     break;
 
-JC_AVX512 static JC_INLINE void tile_any(const int bf, int R, int C, int k, const float *x, int ldx, const void *w,
+JC_AVX512 static JC_INLINE void tile_any(const int bf, int R, int C, int k0, int k, const float *x, int ldx, const void *w,
                                          int ldw, float *y, int ldy) {
     switch (R) {
         JC_TILE_R(1) JC_TILE_R(2) JC_TILE_R(3) JC_TILE_R(4) JC_TILE_R(5) JC_TILE_R(6) JC_TILE_R(7) JC_TILE_R(8)
@@ -319,26 +337,26 @@ JC_AVX512 static JC_INLINE void tile_any(const int bf, int R, int C, int k, cons
 /* Column tiles outermost, then blocks of 8 x rows: a tile's weight rows come from memory once and from L1 for
    the later row blocks, so beyond 8 rows the cost grows in arithmetic only (up to 32 rows this beats sgemm,
    which packs the whole weight matrix first). */
-JC_AVX512 static JC_INLINE void gemm_few_rows_avx512(const int bf, int m, int n0, int n1, int k, const float *x, int ldx,
-                                                     const void *w, int ldw, float *y, int ldy) {
+JC_AVX512 static JC_INLINE void gemm_few_rows_avx512(const int bf, int m, int n0, int n1, int k0, int k, const float *x,
+                                                     int ldx, const void *w, int ldw, float *y, int ldy) {
     const int C = m > 8 ? 3 : JC_TILE_C(m);
     int j = n0;
     for (; j + C <= n1; j += C) {
         const void *wt = w_row(bf, w, (size_t)j * ldw);
         for (int r0 = 0; r0 < m; r0 += 8)
-            tile_any(bf, m - r0 < 8 ? m - r0 : 8, C, k, x + (size_t)r0 * ldx, ldx, wt, ldw, y + (size_t)r0 * ldy + j, ldy);
+            tile_any(bf, m - r0 < 8 ? m - r0 : 8, C, k0, k, x + (size_t)r0 * ldx, ldx, wt, ldw, y + (size_t)r0 * ldy + j, ldy);
     }
     for (; j < n1; j++) {
         const void *wt = w_row(bf, w, (size_t)j * ldw);
         for (int r0 = 0; r0 < m; r0 += 8)
-            tile_any(bf, m - r0 < 8 ? m - r0 : 8, 1, k, x + (size_t)r0 * ldx, ldx, wt, ldw, y + (size_t)r0 * ldy + j, ldy);
+            tile_any(bf, m - r0 < 8 ? m - r0 : 8, 1, k0, k, x + (size_t)r0 * ldx, ldx, wt, ldw, y + (size_t)r0 * ldy + j, ldy);
     }
 }
 
-JC_AVX512 static void gemm_few_rows_avx512_f32(int m, int n0, int n1, int k, const float *x, int ldx, const void *w,
-                                               int ldw, float *y, int ldy) { gemm_few_rows_avx512(0, m, n0, n1, k, x, ldx, w, ldw, y, ldy); }
-JC_AVX512 static void gemm_few_rows_avx512_bf16(int m, int n0, int n1, int k, const float *x, int ldx, const void *w,
-                                                int ldw, float *y, int ldy) { gemm_few_rows_avx512(1, m, n0, n1, k, x, ldx, w, ldw, y, ldy); }
+JC_AVX512 static void gemm_few_rows_avx512_f32(int m, int n0, int n1, int k0, int k, const float *x, int ldx, const void *w,
+                                               int ldw, float *y, int ldy) { gemm_few_rows_avx512(0, m, n0, n1, k0, k, x, ldx, w, ldw, y, ldy); }
+JC_AVX512 static void gemm_few_rows_avx512_bf16(int m, int n0, int n1, int k0, int k, const float *x, int ldx, const void *w,
+                                                int ldw, float *y, int ldy) { gemm_few_rows_avx512(1, m, n0, n1, k0, k, x, ldx, w, ldw, y, ldy); }
 #else
 int jc_has_avx512(void) { return 0; }
 #endif
@@ -375,8 +393,8 @@ static void gemm_few_rows_any(int bf, int m, int n0, int n1, int k, const float 
 #if JC_X86
     switch (jc_few_rows_level()) {
     case 2:
-        if (bf) gemm_few_rows_avx512_bf16(m, n0, n1, k, x, ldx, w, ldw, y, ldy);
-        else gemm_few_rows_avx512_f32(m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+        if (bf) gemm_few_rows_avx512_bf16(m, n0, n1, 0, k, x, ldx, w, ldw, y, ldy);
+        else gemm_few_rows_avx512_f32(m, n0, n1, 0, k, x, ldx, w, ldw, y, ldy);
         return;
     case 1:
         if (bf) gemm_few_rows_avx2_bf16(m, n0, n1, k, x, ldx, w, ldw, y, ldy);
@@ -385,6 +403,25 @@ static void gemm_few_rows_any(int bf, int m, int n0, int n1, int k, const float 
     }
 #endif
     gemm_few_rows_c(bf, m, n0, n1, k, x, ldx, w, ldw, y, ldy);
+}
+
+/* The few-row product with its sum split at k0 (see tile512): fused on AVX-512; on the other levels the two
+   segments' products, the second into `tmp` [m, n1 - n0], then added. */
+void jc_gemm_few_rows_split(int bf, int m, int n0, int n1, int k0, int k, const float *x, int ldx, const void *w, int ldw,
+                            float *y, int ldy, float *tmp) {
+    if (k0 <= 0 || k0 >= k) { gemm_few_rows_any(bf, m, n0, n1, k, x, ldx, w, ldw, y, ldy); return; }
+#if JC_X86
+    if (jc_few_rows_level() == 2) {
+        if (bf) gemm_few_rows_avx512_bf16(m, n0, n1, k0, k, x, ldx, w, ldw, y, ldy);
+        else gemm_few_rows_avx512_f32(m, n0, n1, k0, k, x, ldx, w, ldw, y, ldy);
+        return;
+    }
+#endif
+    const int n = n1 - n0;
+    gemm_few_rows_any(bf, m, n0, n1, k0, x, ldx, w, ldw, y, ldy);
+    gemm_few_rows_any(bf, m, 0, n, k - k0, x + k0, ldx, w_row(bf, w, (size_t)n0 * ldw + k0), ldw, tmp, n);
+    for (int r = 0; r < m; r++)
+        for (int j = 0; j < n; j++) y[(size_t)r * ldy + n0 + j] += tmp[(size_t)r * n + j];
 }
 
 void jc_gemm_few_rows(int m, int n0, int n1, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy) {

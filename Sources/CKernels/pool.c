@@ -138,10 +138,10 @@ static void part_range(int count, int p, int nparts, int align, int *lo, int *hi
 }
 
 typedef struct {
-    int m, n, k, ldx, ldw, ldy, bf16, nparts;
+    int m, n, k, ldx, ldw, ldy, bf16, nparts, k0;  /* k0 > 0: the sum split at k0 (jc_gemm_few_rows_split) */
     const float *x;
     const void *w;
-    float *y;
+    float *y, *tmp;
 } few_rows_job;
 
 static void few_rows_part(void *ctx, int p) {
@@ -149,13 +149,23 @@ static void few_rows_part(void *ctx, int p) {
     int n0, n1;
     part_range(j->n, p, j->nparts, 6, &n0, &n1);  /* multiples of 6 weight rows, the widest kernel tile */
     if (n1 <= n0) return;
+    if (j->k0 > 0) {
+        jc_gemm_few_rows_split(j->bf16, j->m, n0, n1, j->k0, j->k, j->x, j->ldx, j->w, j->ldw, j->y, j->ldy,
+                               j->tmp + (size_t)j->m * n0);
+        return;
+    }
     if (j->bf16) jc_gemm_few_rows_bf16(j->m, n0, n1, j->k, j->x, j->ldx, (const uint16_t *)j->w, j->ldw, j->y, j->ldy);
     else jc_gemm_few_rows(j->m, n0, n1, j->k, j->x, j->ldx, (const float *)j->w, j->ldw, j->y, j->ldy);
 }
 
 void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int ldx, const void *w, int bf16, int ldw,
                          float *y, int ldy) {
-    few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, x, w, y};
+    jc_gemm_few_rows_split_mt(threads, m, n, 0, k, x, ldx, w, bf16, ldw, y, ldy, NULL);
+}
+
+void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const float *x, int ldx, const void *w, int bf16,
+                               int ldw, float *y, int ldy, float *tmp) {
+    few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, k0 > 0 && k0 < k ? k0 : 0, x, w, y, tmp};
     if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
     jc_pool_run(j.nparts, few_rows_part, &j);
 }

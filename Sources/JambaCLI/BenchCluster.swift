@@ -50,10 +50,12 @@ struct ClusterBench {
                 row.waitShare = (after.waitMs - before.waitMs) / stepMs
                 row.decodeShare = (after.decodeMs - before.decodeMs) / stepMs
                 row.workerComputeShare = (after.workerComputeMs - before.workerComputeMs) / stepMs
+                row.slowestComputeShare = (after.slowestComputeMs - before.slowestComputeMs) / stepMs
+                row.coordinatorMsPerStep = (stepMs - (after.expertMs - before.expertMs)) / Double(after.steps - before.steps)
             }
             // tok/s × s/step = rows per step: b when every job decoded in every step (a check on the harness).
             let rowsPerStep = row.msPerStep.map { median(rates) * $0 / 1000 }
-            log("cluster \(workers)w \(dtype) decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, \(rowsPerStep.map { String(format: "%.1f", $0) } ?? "?") rows/step, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (workers computing \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
+            log("cluster \(workers)w \(dtype) decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, \(String(format: "%.1f", row.msPerStep ?? 0)) ms/step (coordinator outside the expert executor \(String(format: "%.1f", row.coordinatorMsPerStep ?? 0)) ms), \(rowsPerStep.map { String(format: "%.1f", $0) } ?? "?") rows/step, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (slowest worker computing \(pct(row.slowestComputeShare)), all workers \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
             rows.append(row)
         }
         return rows

@@ -45,6 +45,10 @@ struct BenchReport: Codable {
         var waitShare: Double?
         var decodeShare: Double?
         var workerComputeShare: Double?
+        /// Per layer, the slowest worker's compute, summed, as a share of step time (the critical path of `wait`).
+        var slowestComputeShare: Double?
+        /// Coordinator time per step outside the remote expert executor (its own layers), ms.
+        var coordinatorMsPerStep: Double?
         /// achieved ÷ the matching limit with the run's thread count, filled in by `add`.
         var ofLimit: Double?
     }

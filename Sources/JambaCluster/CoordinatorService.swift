@@ -106,6 +106,7 @@ public final class CoordinatorService {
         let stats = StatsSink()
         self.stats = stats
         let executor = try RemoteExpertExecutor(link: link, hidden: config.hiddenSize,
+                                                slices: MLP.sliceBounds(intermediate: config.intermediateSize).count - 1,
                                                 requestTimeout: settings.requestTimeout, stats: stats)
         engine = Engine(model: model, executor: executor, limits: limits)
     }

@@ -7,33 +7,39 @@ import JambaScheduler
 import JambaWire
 import ZeroMQ
 
-/// Per MoE layer: split each expert's rows among its live holders (least-loaded first, by measured speed),
-/// send each worker ONE request with all of its experts' rows, wait for every reply, and put the outputs back
-/// in batch order. Rows of a worker that fails or is lost are re-sent to another holder once; if an expert
+/// Per MoE layer: split each expert's rows among its live holders (least-loaded first, by measured speed), or at
+/// decode give each slice of each expert (`MLP.sliceBounds`) to one holder, send each worker ONE request with all
+/// of its experts' rows, wait for every reply, and put the outputs back in batch order (an expert's slice partials
+/// summed in slice order, as the in-process expert sums them). Rows of a worker that fails or is lost are re-sent to another holder once; if an expert
 /// has no holder left, the step fails with an error naming it. Gate scaling happens here, exactly as in
 /// `LocalExpertExecutor`, so local and remote runs do the same float operations.
 struct RemoteExpertExecutor: ExpertExecutor {
     let link: WorkerLink
     let hidden: Int
+    /// Slices per expert (the model's `MLP.sliceBounds`); decode steps are balanced in these.
+    let slices: Int
     let requestTimeout: Double
     /// Routing counts, rows served, speeds and time accounting, shared with the coordinator.
     let stats: StatsSink
     private var step: UInt64 = 0
     private let poller: Poller
 
-    init(link: WorkerLink, hidden: Int, requestTimeout: Double, stats: StatsSink) throws {
+    init(link: WorkerLink, hidden: Int, slices: Int, requestTimeout: Double, stats: StatsSink) throws {
         self.link = link
         self.hidden = hidden
+        self.slices = max(1, slices)
         self.requestTimeout = requestTimeout
         self.stats = stats
         poller = Poller()
         _ = try poller.add(link.socket)
     }
 
-    /// Rows of one batch still to compute: indices into that batch's rows, ascending.
+    /// Rows of one batch still to compute: indices into that batch's rows, ascending; the whole expert
+    /// (slice 0) or slice `slice - 1` of it, for all of the batch's rows.
     private struct Pending {
         let batch: Int
         var rows: [Int]
+        var slice: UInt32 = 0
     }
 
     /// One worker's request in flight: for each expert in it, the batch and the row indices it carries.
@@ -58,12 +64,14 @@ struct RemoteExpertExecutor: ExpertExecutor {
         stats.routed.append((layer, counts))
 
         var pending = batches.indices.map { Pending(batch: $0, rows: Array(0..<batches[$0].rows.rows)) }
+        var partials: [Int: [Int: Matrix]] = [:]  // batch → slice → that slice's partial output
         var excluded = Set<WorkerID>()
         var lastFailure: Failure?
         for attempt in 1...3 {
             let failed: Failure
             do {
-                failed = try dispatchOnce(layer: layer, pending: pending, batches: batches, excluded: excluded, outputs: &outputs)
+                failed = try dispatchOnce(layer: layer, pending: pending, batches: batches, excluded: excluded,
+                                          outputs: &outputs, partials: &partials)
             } catch let ClusterError.noHolder(l, e) where lastFailure != nil {
                 // The only holder of an expert was the worker that just failed: say both things.
                 let names = lastFailure?.workers.compactMap { link.registry[$0]?.name }.joined(separator: ",") ?? "?"
@@ -78,10 +86,29 @@ struct RemoteExpertExecutor: ExpertExecutor {
             link.log.warning("re-sending rows of failed workers to other holders",
                              metadata: ["layer": "\(layer)", "reason": "\(failed.reason)"])
             excluded.formUnion(failed.workers)
-            // Merge the failed parts per batch: the retry plans each expert once.
-            var merged: [Int: [Int]] = [:]
-            for p in failed.parts { merged[p.batch, default: []] += p.rows }
+            // Merge the failed parts per batch: the retry plans each expert once. A batch that lost a slice is
+            // recomputed whole (its other slices' partials dropped): rare, and simpler than re-planning one slice.
+            var merged: [Int: Set<Int>] = [:]
+            for p in failed.parts {
+                if p.slice != 0 {
+                    partials[p.batch] = nil
+                    merged[p.batch, default: []].formUnion(0..<batches[p.batch].rows.rows)
+                } else {
+                    merged[p.batch, default: []].formUnion(p.rows)
+                }
+            }
             pending = merged.keys.sorted().map { Pending(batch: $0, rows: (merged[$0] ?? []).sorted()) }
+        }
+        stats.timings.slowestComputeMs += stats.layerSlowestMs
+        stats.layerSlowestMs = 0
+        for (b, parts) in partials {
+            // Slice order, as MLP sums them in process: out = p0, then out += p1, ...
+            guard let first = parts[0] else { throw ClusterError.protocolViolation(peer: "workers", detail: "layer \(layer): slice 1 of an expert never came back") }
+            outputs[b] = first
+            for s in 1..<slices {
+                guard let p = parts[s] else { throw ClusterError.protocolViolation(peer: "workers", detail: "layer \(layer): slice \(s + 1) of an expert never came back") }
+                MLP.accumulate(p, into: &outputs[b])
+            }
         }
         for (i, b) in batches.enumerated() { LocalExpertExecutor.scale(&outputs[i], by: b.gates) }
         return outputs
@@ -108,9 +135,29 @@ struct RemoteExpertExecutor: ExpertExecutor {
         return out
     }
 
+    /// A slice plan's parts per worker: an expert all of whose slices went to one worker is sent whole (the
+    /// worker sums the slices itself, in the same order), otherwise each worker gets its slice (s + 1 on the wire).
+    /// Models have at most two slices, so a worker never gets two slices of one expert in one request.
+    private static func bySlice(_ plan: SlicePlan, pending: [Pending], index: [ExpertKey: Int], slices: Int)
+        -> [(key: WorkerID, value: [Pending])]
+    {
+        var out: [WorkerID: [Pending]] = [:]
+        for (key, workers) in plan.bySlice.sorted(by: { $0.key < $1.key }) {
+            guard let i = index[key], let first = workers.first else { continue }
+            if slices == 1 || workers.allSatisfy({ $0 == first }) {
+                out[first, default: []].append(pending[i])
+                continue
+            }
+            for (s, w) in workers.enumerated() {
+                out[w, default: []].append(Pending(batch: pending[i].batch, rows: pending[i].rows, slice: UInt32(s + 1)))
+            }
+        }
+        return out.sorted(by: { $0.key < $1.key })
+    }
+
     /// Plans, sends and collects one round. Returns the parts that failed (worker lost, error reply, timeout).
     private mutating func dispatchOnce(layer: Int, pending: [Pending], batches: [ExpertBatch], excluded: Set<WorkerID>,
-                                       outputs: inout [Matrix]) throws -> Failure {
+                                       outputs: inout [Matrix], partials: inout [Int: [Int: Matrix]]) throws -> Failure {
         var state: [WorkerID: WorkerLoadState] = [:]
         for w in link.registry.live where !excluded.contains(w.id) {
             state[w.id] = WorkerLoadState(queuedRows: 0, speed: stats.speed(of: w.id))
@@ -119,22 +166,27 @@ struct RemoteExpertExecutor: ExpertExecutor {
         let planStart = DispatchTime.now().uptimeNanoseconds
         let keyOf = { (p: Pending) in ExpertKey(layer: layer, expert: batches[p.batch].expert) }
         let index = Dictionary(uniqueKeysWithValues: pending.enumerated().map { (keyOf($0.element), $0.offset) })
-        let plan: DispatchPlan
+        let perWorker: [(key: WorkerID, value: [Pending])]
         do {
             let experts = pending.map { JambaScheduler.ExpertRows(expert: keyOf($0), rows: $0.rows.count) }
-            // Decode: every expert has a few rows and costs what streaming its weights costs; keep each whole and
-            // balance expert costs. Prefill: balance rows, splitting large experts between replicas.
+            let assignment = link.registry.routableAssignment
+            // Decode: every expert has a few rows and costs what streaming its weights costs; balance expert
+            // costs, in slices when the model has them (and on a retry, whole). Prefill: balance rows, splitting
+            // large experts between replicas.
             if pending.allSatisfy({ $0.rows.count <= BLAS.fewRowsLimit }) {
-                plan = try Dispatch.planWhole(experts: experts, assignment: link.registry.routableAssignment, state: state)
+                let firstTry = slices > 1 && pending.allSatisfy { $0.slice == 0 }
+                let plan = try Dispatch.planSlices(experts: experts, slices: firstTry ? slices : 1, assignment: assignment, state: state)
+                perWorker = Self.bySlice(plan, pending: pending, index: index, slices: firstTry ? slices : 1)
+                stats.slicedParts += perWorker.reduce(0) { $0 + $1.value.filter { $0.slice != 0 }.count }
             } else {
-                plan = try Dispatch.plan(experts: experts, assignment: link.registry.routableAssignment, state: state)
+                let plan = try Dispatch.plan(experts: experts, assignment: assignment, state: state)
+                perWorker = Self.consolidate(plan, pending: pending, index: index).sorted(by: { $0.key < $1.key })
             }
         } catch let SchedulerError.noAvailableHolder(key) {
             throw ClusterError.noHolder(layer: key.layer, expert: key.expert)
         }
         var sent: [UInt64: Sent] = [:]
         var failure = Failure()
-        let perWorker = Self.consolidate(plan, pending: pending, index: index).sorted(by: { $0.key < $1.key })
         let planMs = Self.ms(since: planStart)
         stats.timings.planMs += planMs
         let encodeStart = DispatchTime.now().uptimeNanoseconds
@@ -147,7 +199,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
             let rows = parts.map { p -> JambaWire.ExpertRows in
                 let b = batches[p.batch]
                 let m = p.rows.count == b.rows.rows ? b.rows : b.rows.gatherRows(p.rows)
-                return JambaWire.ExpertRows(expertID: UInt32(b.expert), rows: m)
+                return JambaWire.ExpertRows(expertID: UInt32(b.expert), rows: m, slice: p.slice)
             }
             let id = link.newRequestID()
             let req = ExpertBatchCodec.makeRequest(requestID: id, stepID: step, layer: UInt32(layer), experts: rows)
@@ -185,7 +237,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
                         stats.timings.decodeMs += Double(d) / 1e6
                     }
                     do {
-                        try accept(reply, id: id, sent: s, layer: layer, batches: batches, outputs: &outputs)
+                        try accept(reply, id: id, sent: s, layer: layer, batches: batches, outputs: &outputs, partials: &partials)
                     } catch {
                         link.log.warning("expert reply failed", metadata: ["worker": "\(link.registry[s.worker]?.name ?? "?")", "error": "\(error)"])
                         failure.parts += s.parts
@@ -221,17 +273,19 @@ struct RemoteExpertExecutor: ExpertExecutor {
     }
 
     private func accept(_ reply: Jamba_V1_ExpertBatchReply, id: UInt64, sent: Sent, layer: Int, batches: [ExpertBatch],
-                        outputs: inout [Matrix]) throws {
+                        outputs: inout [Matrix], partials: inout [Int: [Int: Matrix]]) throws {
         let expected = sent.parts.map { (expertID: UInt32(batches[$0.batch].expert), rows: $0.rows.count) }
         let outcomes = try ExpertBatchCodec.decodeReply(reply, requestID: id, layer: UInt32(layer), expected: expected, hidden: hidden)
         for (part, outcome) in zip(sent.parts, outcomes) {
             switch outcome {
-            case let .output(m): scatter(m, into: &outputs[part.batch], rows: part.rows)
+            case let .output(m) where part.slice == 0: scatter(m, into: &outputs[part.batch], rows: part.rows)
+            case let .output(m): partials[part.batch, default: [:]][Int(part.slice) - 1] = m  // all rows, in order
             case let .failed(e): throw ClusterError(e)
             }
         }
         stats.served.append((sent.worker, expected.reduce(0) { $0 + $1.rows }, Double(reply.computeMicros) / 1e6))
         stats.timings.workerComputeMs += Double(reply.computeMicros) / 1000
+        stats.layerSlowestMs = max(stats.layerSlowestMs, Double(reply.computeMicros) / 1000)
     }
 
     static func ms(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }

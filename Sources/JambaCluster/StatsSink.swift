@@ -10,6 +10,10 @@ final class StatsSink {
     /// Rows per second per worker, from the statistics window; dispatch and placement read it.
     var speed: [WorkerID: Double] = [:]
     var timings = Jamba_V1_StepTimings()
+    /// Expert slices sent apart (one worker computing part of an expert), since start.
+    var slicedParts = 0
+    /// The longest compute a worker reported in the current layer (folded into timings.slowestComputeMs).
+    var layerSlowestMs = 0.0
 
     func speed(of w: WorkerID) -> Double { speed[w] ?? (speed.values.max() ?? 1) }
 }

@@ -63,8 +63,9 @@ public struct WorkerCore {
     /// Held experts grouped per layer, as the wire lists them.
     public var heldLayers: [Jamba_V1_LayerExperts] { WireConversions.layerExperts(store.ids.map { ($0.layer, $0.expert) }) }
 
-    /// Answers one expert batch: each expert's rows through its SwiGLU MLP (one sgemm chain per expert).
-    /// A malformed request fails as a whole; an expert not held here fails alone with UNKNOWN_EXPERT.
+    /// Answers one expert batch: each expert's rows through its SwiGLU MLP, whole or the one slice asked for.
+    /// A malformed request fails as a whole; an expert not held here fails alone with UNKNOWN_EXPERT, a slice
+    /// the expert does not have with INVALID_ARGUMENT.
     public mutating func serve(_ request: Jamba_V1_ExpertBatchRequest, queueMicros: UInt64) -> Jamba_V1_ExpertBatchReply {
         let start = DispatchTime.now().uptimeNanoseconds
         let inputs: [ExpertRows]
@@ -84,8 +85,19 @@ public struct WorkerCore {
                 perExpert.append(0)
                 continue
             }
+            guard Int(input.slice) <= mlp.sliceCount else {
+                outcomes.append(.failed(Jamba_V1_Error(code: .invalidArgument,
+                    message: "expert \(input.expertID) of layer \(request.layer) has slices 1...\(mlp.sliceCount), not \(input.slice)",
+                    requestID: request.requestID)))
+                perExpert.append(0)
+                continue
+            }
             var out = Matrix(zeros: 0, config.hiddenSize)
-            mlp(input.rows, into: &out, scratch: &scratch)  // rows [n, H] → SwiGLU → out [n, H]
+            if input.slice == 0 {
+                mlp(input.rows, into: &out, scratch: &scratch)  // rows [n, H] → SwiGLU → out [n, H]
+            } else {
+                mlp.partial(input.rows, slice: Int(input.slice) - 1, into: &out, scratch: &scratch)  // one slice's partial [n, H]
+            }
             rowsServed += UInt64(input.rows.rows)
             outcomes.append(.output(out))
             perExpert.append((DispatchTime.now().uptimeNanoseconds - t0) / 1000)

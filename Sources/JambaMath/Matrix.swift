@@ -8,7 +8,7 @@
 /// (see `resize(rows:)`, which keeps capacity).
 public struct Matrix: Sendable, Equatable {
     public private(set) var rows: Int
-    public let cols: Int
+    public private(set) var cols: Int
     public var storage: [Float]
 
     public init(rows: Int, cols: Int, storage: [Float]) {
@@ -47,6 +47,16 @@ public struct Matrix: Sendable, Equatable {
             storage.append(contentsOf: repeatElement(0, count: n - storage.count))
         }
         rows = newRows
+    }
+
+    /// Gives a scratch matrix `newCols` columns, keeping the array's capacity. A change of width empties it
+    /// (0 rows); the same width keeps it as it is.
+    public mutating func reshape(cols newCols: Int) {
+        precondition(newCols >= 0)
+        guard newCols != cols else { return }
+        storage.removeAll(keepingCapacity: true)
+        rows = 0
+        cols = newCols
     }
 
     /// Rows `idx` gathered into a new `[idx.count, cols]` matrix.

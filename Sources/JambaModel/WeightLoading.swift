@@ -14,8 +14,7 @@ enum WeightLoading {
         let h = c.hiddenSize, i = c.intermediateSize
         let gate = try ck.floats(p + "gate_proj.weight", shape: [i, h])
         let up = try ck.floats(p + "up_proj.weight", shape: [i, h])
-        return MLP(gateUp: Weights(rows: 2 * i, cols: h, values: gate + up, dtype: dtype),
-                   down: try weights(p + "down_proj.weight", h, i, ck, dtype))
+        return MLP(gate: gate, up: up, down: try weights(p + "down_proj.weight", h, i, ck, dtype), dtype: dtype)
     }
 
     static func norm(_ name: String, _ size: Int, _ ck: Checkpoint, _ c: JambaConfig) throws -> RMSNorm {

@@ -96,6 +96,8 @@ public enum SchedulerError: Error, Equatable, Sendable, CustomStringConvertible 
     case negativeRows(ExpertKey, rows: Int)
     /// No holder of this expert is present in the dispatch state (all holders down or unknown).
     case noAvailableHolder(ExpertKey)
+    /// Slices per expert must be at least 1.
+    case invalidSlices(Int)
     case negativeQueue(worker: WorkerID, queuedRows: Int)
     case invalidTimestamp(Double)
     case invalidParameter(name: String, value: Double)
@@ -123,6 +125,7 @@ public enum SchedulerError: Error, Equatable, Sendable, CustomStringConvertible 
         case .duplicateExpert(let k): return "expert \(k) appears twice in one dispatch step"
         case .negativeRows(let k, let n): return "expert \(k) has \(n) rows"
         case .noAvailableHolder(let k): return "no available worker holds expert \(k)"
+        case .invalidSlices(let n): return "slices per expert must be at least 1, not \(n)"
         case .negativeQueue(let w, let q): return "worker \(w) reports \(q) queued rows"
         case .invalidTimestamp(let t): return "timestamp \(t) is not finite"
         case .invalidParameter(let n, let v): return "parameter \(n) has invalid value \(v)"

@@ -5,10 +5,13 @@ import JambaMath
 public struct ExpertRows: Sendable, Equatable {
     public var expertID: UInt32
     public var rows: Matrix
+    /// 0: the whole expert; s + 1: slice s of its intermediate dimension (`ExpertInput.slice`).
+    public var slice: UInt32
 
-    public init(expertID: UInt32, rows: Matrix) {
+    public init(expertID: UInt32, rows: Matrix, slice: UInt32 = 0) {
         self.expertID = expertID
         self.rows = rows
+        self.slice = slice
     }
 }
 
@@ -38,6 +41,7 @@ public enum ExpertBatchCodec {
             var input = Jamba_V1_ExpertInput()
             input.expertID = e.expertID
             input.rows = TensorCodec.encode(e.rows, as: dtype)
+            input.slice = e.slice
             return input
         }
         return request
@@ -104,7 +108,7 @@ public enum ExpertBatchCodec {
             }
             let rows = try TensorCodec.decodeMatrix(input.rows, cols: hidden, field: "request.experts[\(i)].rows",
                                                     maxBytes: maxTensorBytes)
-            out.append(ExpertRows(expertID: input.expertID, rows: rows))
+            out.append(ExpertRows(expertID: input.expertID, rows: rows, slice: input.slice))
         }
         return out
     }

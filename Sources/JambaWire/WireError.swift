@@ -5,7 +5,8 @@ import JambaMath
 ///
 /// Bump it only for changes an old peer would misread (a field's meaning or units change, a message is
 /// replaced). Adding fields is backward compatible in protobuf and does not bump it.
-public let jambaProtocolVersion: UInt32 = 1
+/// Version 2: `ExpertInput.slice` (a version-1 worker would answer a slice request with the whole expert).
+public let jambaProtocolVersion: UInt32 = 2
 
 /// Everything that can be wrong with bytes or messages received from a peer.
 ///

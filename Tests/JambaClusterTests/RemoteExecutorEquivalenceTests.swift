@@ -77,7 +77,10 @@ final class RemoteExecutorEquivalenceTests: XCTestCase {
         }
         XCTAssertTrue(link.registry.covers(layers: c.moeLayers, numExperts: c.numExperts))
 
-        var remote = try RemoteExpertExecutor(link: link, hidden: c.hiddenSize, requestTimeout: 10, stats: StatsSink())
+        let stats = StatsSink()
+        let slices = MLP.sliceBounds(intermediate: c.intermediateSize).count - 1
+        XCTAssertEqual(slices, 2, "the fixture should have two slices per expert, or slicing goes untested")
+        var remote = try RemoteExpertExecutor(link: link, hidden: c.hiddenSize, slices: slices, requestTimeout: 10, stats: stats)
         var local = LocalExpertExecutor(experts: try ExpertStore.load(ExpertStore.allIDs(c), from: ck, config: c))
         let tokens = Array(testPrompts.prefix(4))
         var s1 = tokens.map { _ in SequenceState(config: c) }, s2 = s1
@@ -89,7 +92,10 @@ final class RemoteExecutorEquivalenceTests: XCTestCase {
         XCTAssertEqual(a.logits.rows, b.logits.rows)
         XCTAssertLessThanOrEqual(diff, 1e-5)
         // Then 10 batched greedy decode steps: the same tokens.
-        var na = (0..<tokens.count).map { [Sampler.argmax(a.logits.row(tokens[..<$0].reduce(0) { $0 + $1.count } + tokens[$0].count - 1))] }
+        // Decode steps dispatch experts in slices (two workers each computing half of some experts); the sum of
+        // the partials must give the in-process logits bit for bit.
+        let lastRows = (0..<tokens.count).map { i in tokens[..<i].map(\.count).reduce(0, +) + tokens[i].count - 1 }
+        var na = lastRows.map { [Sampler.argmax(a.logits.row($0))] }
         var nb = na
         for _ in 0..<10 {
             let ra = try model.forward(tokens: na, states: &s1, executor: &remote, scratch: &scratch)
@@ -97,6 +103,10 @@ final class RemoteExecutorEquivalenceTests: XCTestCase {
             na = (0..<tokens.count).map { [Sampler.argmax(ra.logits.row($0))] }
             nb = (0..<tokens.count).map { [Sampler.argmax(rb.logits.row($0))] }
             XCTAssertEqual(na, nb)
+            let stepDiff = zip(ra.logits.storage, rb.logits.storage).map { abs($0 - $1) }.max() ?? 1
+            XCTAssertEqual(stepDiff, 0, "decode step logits differ from in-process by \(stepDiff)")
         }
+        print("[equivalence] decode: \(stats.slicedParts) expert slices computed apart; logits bit-identical to in-process")
+        XCTAssertGreaterThan(stats.slicedParts, 0, "no expert was split into slices: the sliced path went untested")
     }
 }

@@ -84,6 +84,32 @@ final class WorkerProtocolTests: XCTestCase {
         print("[worker] expert 3 remote vs local max |diff| \(diff)")
         XCTAssertEqual(diff, 0, "same kernel, same rows: bit-identical")
 
+        // Slices: expert 3's two slices, asked for in one request each, sum to the whole expert bit for bit; a
+        // slice the expert does not have fails alone with INVALID_ARGUMENT.
+        var partials: [Matrix] = []
+        for (n, slice) in [UInt32(1), 2].enumerated() {
+            let sreq = ExpertBatchCodec.makeRequest(requestID: UInt64(10 + n), stepID: 1, layer: 1,
+                                                    experts: [ExpertRows(expertID: 3, rows: rows, slice: slice)])
+            try send(router, id, .request(sreq))
+            let (_, srep) = try next(router)
+            guard case .reply(let sr) = srep.msg else { return XCTFail("expected a reply") }
+            let so = try ExpertBatchCodec.decodeReply(sr, requestID: UInt64(10 + n), layer: 1, expected: [(3, 3)], hidden: m.config.hiddenSize)
+            guard case .output(let p) = so[0] else { return XCTFail("slice \(slice) of expert 3 failed: \(so[0])") }
+            partials.append(p)
+        }
+        var summed = partials[0]
+        MLP.accumulate(partials[1], into: &summed)
+        XCTAssertEqual(summed.storage, ref.storage, "slice partials summed in order must equal the whole expert")
+        let sreq = ExpertBatchCodec.makeRequest(requestID: 12, stepID: 1, layer: 1,
+                                                experts: [ExpertRows(expertID: 3, rows: rows, slice: 3), ExpertRows(expertID: 0, rows: rows)])
+        try send(router, id, .request(sreq))
+        let (_, srep) = try next(router)
+        guard case .reply(let sr) = srep.msg else { return XCTFail("expected a reply") }
+        let so = try ExpertBatchCodec.decodeReply(sr, requestID: 12, layer: 1, expected: [(3, 3), (0, 3)], hidden: m.config.hiddenSize)
+        guard case .failed(let se) = so[0], case .output = so[1] else { return XCTFail("slice 3 refused alone, expert 0 served") }
+        XCTAssertEqual(se.code, .invalidArgument)
+        print("[worker] bad slice: \(se.message)")
+
         // A tensor whose bytes disagree with its shape: the whole batch fails with BAD_TENSOR.
         var bad = req
         bad.experts[0].rows.rawData = Data(bad.experts[0].rows.rawData.prefix(10))

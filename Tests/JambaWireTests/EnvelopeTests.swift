@@ -186,6 +186,6 @@ final class EnvelopeTests: XCTestCase {
         let remote = Jamba_V1_Error(code: .unknownExpert, message: "layer 3 expert 9")
         XCTAssertEqual(remote.asWireError.asProto().code, .unknownExpert)
         XCTAssertEqual(remote.asWireError.asProto().message, "layer 3 expert 9")
-        XCTAssertEqual(jambaProtocolVersion, 1)
+        XCTAssertEqual(jambaProtocolVersion, 2, "version 2 added ExpertInput.slice")
     }
 }

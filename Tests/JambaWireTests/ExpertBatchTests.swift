@@ -34,11 +34,14 @@ final class ExpertBatchTests: XCTestCase {
 
     func testRequestReplyThroughBytes() throws {
         let experts = [ExpertRows(expertID: 7, rows: rows(3, 0)), ExpertRows(expertID: 1, rows: rows(0, 1)),
-                       ExpertRows(expertID: 4, rows: rows(5, 2))]
+                       ExpertRows(expertID: 4, rows: rows(5, 2), slice: 2)]
         for (dtype, replyDType) in [(DType.f32, nil), (.bf16, DType.f32), (.f16, nil)] {
             var env = Jamba_V1_CoordinatorToWorker()
             env.request = ExpertBatchCodec.makeRequest(requestID: 11, stepID: 3, layer: 5, experts: experts,
                                                        dtype: dtype, replyDType: replyDType)
+            // The slice asked for reaches the worker's decoded inputs (0 = whole expert).
+            let decoded = try ExpertBatchCodec.decodeRequest(Jamba_V1_CoordinatorToWorker.parse(try env.serialized()).request, hidden: hidden)
+            XCTAssertEqual(decoded.map(\.slice), [0, 0, 2])
             let replyBytes = try serve(try env.serialized(), unknown: [1])
             guard case .reply(let reply)? = try Jamba_V1_WorkerToCoordinator.parse(replyBytes).msg else {
                 return XCTFail("no reply")

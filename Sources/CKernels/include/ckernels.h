@@ -27,6 +27,18 @@ void jc_gemm_few_rows_bf16(int m, int n0, int n1, int k, const float *x, int ldx
 void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int ldx, const void *w, int bf16, int ldw,
                          float *y, int ldy);
 
+/// jc_gemm_few_rows(_bf16) over columns [n0, n1) with each output's sum taken in two segments, [0, k0) and
+/// [k0, k), each reduced on its own and then added: bit for bit the two segments' products added afterwards (an
+/// expert's two slices computed apart), in one pass over w on AVX-512. Other kernel levels compute the second
+/// segment into tmp [m, n1 - n0] first. k0 outside (0, k): the plain product.
+void jc_gemm_few_rows_split(int bf16, int m, int n0, int n1, int k0, int k, const float *x, int ldx, const void *w,
+                            int ldw, float *y, int ldy, float *tmp);
+
+/// jc_gemm_few_rows_split over all n columns, split into `threads` parts like jc_gemm_few_rows_mt; tmp holds
+/// [m, n] floats (may be NULL on AVX-512 or when k0 is outside (0, k)).
+void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const float *x, int ldx, const void *w, int bf16,
+                               int ldw, float *y, int ldy, float *tmp);
+
 /// One part of a job split across the pool.
 typedef void (*jc_part_fn)(void *ctx, int part);
 

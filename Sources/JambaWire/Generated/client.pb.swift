@@ -744,6 +744,9 @@ public nonisolated struct Jamba_V1_StepTimings: Sendable {
   /// of encode_ms: choosing holders and splitting rows (the scheduler), not the codec
   public var planMs: Double = 0
 
+  /// per layer, the longest compute a worker reported, summed: the critical path of
+  public var slowestComputeMs: Double = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1866,7 +1869,7 @@ nonisolated extension Jamba_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StepTimings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}steps\0\u{3}step_ms\0\u{3}expert_ms\0\u{3}encode_ms\0\u{3}wait_ms\0\u{3}decode_ms\0\u{3}worker_compute_ms\0\u{3}request_bytes\0\u{3}reply_bytes\0\u{3}plan_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}steps\0\u{3}step_ms\0\u{3}expert_ms\0\u{3}encode_ms\0\u{3}wait_ms\0\u{3}decode_ms\0\u{3}worker_compute_ms\0\u{3}request_bytes\0\u{3}reply_bytes\0\u{3}plan_ms\0\u{3}slowest_compute_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1884,6 +1887,7 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.requestBytes) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.replyBytes) }()
       case 10: try { try decoder.decodeSingularDoubleField(value: &self.planMs) }()
+      case 11: try { try decoder.decodeSingularDoubleField(value: &self.slowestComputeMs) }()
       default: break
       }
     }
@@ -1920,6 +1924,9 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
     if self.planMs.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.planMs, fieldNumber: 10)
     }
+    if self.slowestComputeMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.slowestComputeMs, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1934,6 +1941,7 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.requestBytes != rhs.requestBytes {return false}
     if lhs.replyBytes != rhs.replyBytes {return false}
     if lhs.planMs != rhs.planMs {return false}
+    if lhs.slowestComputeMs != rhs.slowestComputeMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -72,6 +72,12 @@ public nonisolated struct Jamba_V1_ExpertInput: Sendable {
   /// Clears the value of `rows`. Subsequent reads from it will return its default value.
   public mutating func clearRows() {self._rows = nil}
 
+  /// 0: the whole expert. s + 1: only slice s of its intermediate dimension, in the model's fixed slicing (two
+  /// halves on a multiple of 16 when intermediate_size >= 32, else one slice); the output is then that slice's
+  /// partial sum [rows, hidden], and the coordinator adds an expert's partials in slice order. Lets a decode
+  /// layer's expert work be balanced across workers in half-experts. (Protocol version 2.)
+  public var slice: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -221,7 +227,7 @@ nonisolated extension Jamba_V1_ExpertBatchRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Jamba_V1_ExpertInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExpertInput"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}expert_id\0\u{1}rows\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}expert_id\0\u{1}rows\0\u{1}slice\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -231,6 +237,7 @@ nonisolated extension Jamba_V1_ExpertInput: SwiftProtobuf.Message, SwiftProtobuf
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.expertID) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._rows) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.slice) }()
       default: break
       }
     }
@@ -247,12 +254,16 @@ nonisolated extension Jamba_V1_ExpertInput: SwiftProtobuf.Message, SwiftProtobuf
     try { if let v = self._rows {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if self.slice != 0 {
+      try visitor.visitSingularUInt32Field(value: self.slice, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Jamba_V1_ExpertInput, rhs: Jamba_V1_ExpertInput) -> Bool {
     if lhs.expertID != rhs.expertID {return false}
     if lhs._rows != rhs._rows {return false}
+    if lhs.slice != rhs.slice {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
