@@ -15,7 +15,15 @@ struct ClusterBench {
     let dtype: WeightDType
     let log: (String) -> Void
 
-    func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int) throws -> [BenchReport.Row] {
+    /// Interleaved pairs for one batch size: `local(seed)` runs the same decode in this process (tok/s), then the
+    /// cluster runs it; the bandwidth of this VM drifts by minutes, so a ratio is only fair within a pair.
+    struct Pairs {
+        let batch: Int
+        let count: Int
+        let local: (UInt64) throws -> Double
+    }
+
+    func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int, pairs: Pairs? = nil) throws -> [BenchReport.Row] {
         let dtypeArgs = ["--weights-dtype", dtype.rawValue]
         let cluster = try LocalCluster(model: model, workers: workers, threads: threads, workerThreads: workerThreads,
                                        coordinatorArgs: dtypeArgs, workerArgs: dtypeArgs)
@@ -56,6 +64,18 @@ struct ClusterBench {
             // tok/s × s/step = rows per step: b when every job decoded in every step (a check on the harness).
             let rowsPerStep = row.msPerStep.map { median(rates) * $0 / 1000 }
             log("cluster \(workers)w \(dtype) decode b\(b): \(String(format: "%.1f", median(rates))) tok/s, \(String(format: "%.1f", row.msPerStep ?? 0)) ms/step (coordinator outside the expert executor \(String(format: "%.1f", row.coordinatorMsPerStep ?? 0)) ms), \(rowsPerStep.map { String(format: "%.1f", $0) } ?? "?") rows/step, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (slowest worker computing \(pct(row.slowestComputeShare)), all workers \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
+            if let p = pairs, p.batch == b {
+                var ratios: [Double] = []
+                for i in 0..<p.count {
+                    let seed = UInt64(1000 + 100 * i + b)
+                    let single = try p.local(seed)
+                    let finals = try runBatch(b, newTokens: newTokens, endpoint: clientEP, vocab: vocab, seed: seed)
+                    let cluster = Double(b * (newTokens - 1)) / ((finals.map(\.decodeMs).max() ?? 0) / 1000)
+                    ratios.append(cluster / single)
+                    log("cluster \(workers)w \(dtype) decode b\(b) pair \(i + 1): single process \(String(format: "%.1f", single)) tok/s, cluster \(String(format: "%.1f", cluster)) tok/s, ratio \(String(format: "%.3f", cluster / single))")
+                }
+                row.pairedRatios = ratios
+            }
             rows.append(row)
         }
         return rows

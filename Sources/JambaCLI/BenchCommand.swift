@@ -18,6 +18,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Weight precisions of the single-process runs, smallest first (peak RSS is a lifetime maximum, so each figure includes the runs before it).")
     var dtypes = "bf16,f32"
     @Option(help: "Weight precisions of the cluster runs (coordinator and workers).") var clusterDtypes = "f32"
+    @Option(help: "Interleaved pairs (a single-process run, then a cluster run) for the 2-worker batch-8 ratio; 0: none.")
+    var clusterPairs = 5
     @Option(help: "Threads per worker in the cluster runs (default: --threads divided among the workers).")
     var clusterWorkerThreads: Int?
     @Option(help: "Folder of other engines' figures (tools/bench/run_transformers.py, run_llamacpp.sh).")
@@ -59,8 +61,12 @@ struct Bench: ParsableCommand {
             var report = BenchReport(model: modelOptions.model, threads: threads, date: ISO8601DateFormatter().string(from: Date()))
             report.references = try BenchReport.loadReferences(directory: reference)
             var vocab = 0
+            // Kept for the interleaved cluster pairs: the single-process side of each pair runs in this process.
+            var kept: [WeightDType: LocalModel] = [:]
+            let pairedDTypes = clusterPairs > 0 && !clusterWorkers.isEmpty ? Set(try parseDTypes(clusterDtypes, flag: "--cluster-dtypes")) : []
             for dtype in try parseDTypes(dtypes, flag: "--dtypes") {
                 let local = try LocalModel(modelOptions, weightsDType: dtype)
+                if pairedDTypes.contains(dtype) { kept[dtype] = local }
                 let m = local.model
                 vocab = m.config.vocabSize
                 if report.parameters == nil {
@@ -84,9 +90,18 @@ struct Bench: ParsableCommand {
                 if vocab == 0 { vocab = try JambaConfig.load(directory: modelOptions.url).vocabSize }
                 for dtype in try parseDTypes(clusterDtypes, flag: "--cluster-dtypes") {
                     for n in workerCounts where n > 0 {
+                        var pairs: ClusterBench.Pairs?
+                        if n == 2, cb.contains(8), clusterPairs > 0, let local = kept[dtype] {
+                            var bench = LocalBench(model: local.model, experts: local.experts)
+                            let (tokens, b) = (newTokens, 8)
+                            pairs = ClusterBench.Pairs(batch: b, count: clusterPairs) { seed in
+                                let run = try bench.decode(batch: b, promptLen: 32, newTokens: tokens, seed: seed)
+                                return Double(b * run.stepSeconds.count) / run.stepSeconds.reduce(0, +)
+                            }
+                        }
                         try report.add(contentsOf: ClusterBench(model: modelOptions.model, workers: n, threads: threads, workerThreads: clusterWorkerThreads,
                                                                   dtype: dtype, log: log)
-                            .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: vocab))
+                            .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: vocab, pairs: pairs))
                     }
                 }
             }
