@@ -139,23 +139,32 @@ static void part_range(int count, int p, int nparts, int align, int *lo, int *hi
 
 typedef struct {
     int m, n, k, ldx, ldw, ldy, bf16, nparts, k0;  /* k0 > 0: the sum split at k0 (jc_gemm_few_rows_split) */
+    int chunk, nchunks;                             /* columns handed out `chunk` at a time */
+    _Atomic int next;
     const float *x;
     const void *w;
     float *y, *tmp;
 } few_rows_job;
 
+/* Columns are handed out in chunks from a shared counter rather than in fixed halves: a thread that loses its core
+   for a while (to another process on the same cores, or an I/O thread) then costs the call only its current chunk,
+   because the others take the rest. Every output element is the same sum whichever thread computes it. */
 static void few_rows_part(void *ctx, int p) {
-    const few_rows_job *j = (const few_rows_job *)ctx;
-    int n0, n1;
-    part_range(j->n, p, j->nparts, 6, &n0, &n1);  /* multiples of 6 weight rows, the widest kernel tile */
-    if (n1 <= n0) return;
-    if (j->k0 > 0) {
-        jc_gemm_few_rows_split(j->bf16, j->m, n0, n1, j->k0, j->k, j->x, j->ldx, j->w, j->ldw, j->y, j->ldy,
-                               j->tmp + (size_t)j->m * n0);
-        return;
+    (void)p;
+    few_rows_job *j = (few_rows_job *)ctx;
+    for (;;) {
+        const int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->nchunks) return;
+        const int n0 = c * j->chunk, n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
+        if (j->k0 > 0) {
+            jc_gemm_few_rows_split(j->bf16, j->m, n0, n1, j->k0, j->k, j->x, j->ldx, j->w, j->ldw, j->y, j->ldy,
+                                   j->tmp + (size_t)j->m * n0);
+        } else if (j->bf16) {
+            jc_gemm_few_rows_bf16(j->m, n0, n1, j->k, j->x, j->ldx, (const uint16_t *)j->w, j->ldw, j->y, j->ldy);
+        } else {
+            jc_gemm_few_rows(j->m, n0, n1, j->k, j->x, j->ldx, (const float *)j->w, j->ldw, j->y, j->ldy);
+        }
     }
-    if (j->bf16) jc_gemm_few_rows_bf16(j->m, n0, n1, j->k, j->x, j->ldx, (const uint16_t *)j->w, j->ldw, j->y, j->ldy);
-    else jc_gemm_few_rows(j->m, n0, n1, j->k, j->x, j->ldx, (const float *)j->w, j->ldw, j->y, j->ldy);
 }
 
 void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int ldx, const void *w, int bf16, int ldw,
@@ -165,8 +174,14 @@ void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int l
 
 void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const float *x, int ldx, const void *w, int bf16,
                                int ldw, float *y, int ldy, float *tmp) {
-    few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, k0 > 0 && k0 < k ? k0 : 0, x, w, y, tmp};
+    few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, k0 > 0 && k0 < k ? k0 : 0, 0, 0, 0, x, w, y, tmp};
     if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
+    /* Four chunks per thread, each a multiple of 6 weight rows (the widest kernel tile). */
+    const int want = j.nparts == 1 ? 1 : 4 * j.nparts;
+    j.chunk = ((n + want - 1) / want + 5) / 6 * 6;
+    if (j.chunk < 6) j.chunk = 6;
+    j.nchunks = (n + j.chunk - 1) / j.chunk;
+    atomic_init(&j.next, 0);
     jc_pool_run(j.nparts, few_rows_part, &j);
 }
 
