@@ -61,12 +61,8 @@ struct Bench: ParsableCommand {
             var report = BenchReport(model: modelOptions.model, threads: threads, date: ISO8601DateFormatter().string(from: Date()))
             report.references = try BenchReport.loadReferences(directory: reference)
             var vocab = 0
-            // Kept for the interleaved cluster pairs: the single-process side of each pair runs in this process.
-            var kept: [WeightDType: LocalModel] = [:]
-            let pairedDTypes = clusterPairs > 0 && !clusterWorkers.isEmpty ? Set(try parseDTypes(clusterDtypes, flag: "--cluster-dtypes")) : []
             for dtype in try parseDTypes(dtypes, flag: "--dtypes") {
                 let local = try LocalModel(modelOptions, weightsDType: dtype)
-                if pairedDTypes.contains(dtype) { kept[dtype] = local }
                 let m = local.model
                 vocab = m.config.vocabSize
                 if report.parameters == nil {
@@ -91,7 +87,10 @@ struct Bench: ParsableCommand {
                 for dtype in try parseDTypes(clusterDtypes, flag: "--cluster-dtypes") {
                     for n in workerCounts where n > 0 {
                         var pairs: ClusterBench.Pairs?
-                        if n == 2, cb.contains(8), clusterPairs > 0, let local = kept[dtype] {
+                        if n == 2, cb.contains(8), clusterPairs > 0 {
+                            // The single-process side of each pair runs in this process, loaded again here (after
+                            // the peak-memory figures were taken, so they stay per dtype).
+                            let local = try LocalModel(modelOptions, weightsDType: dtype)
                             var bench = LocalBench(model: local.model, experts: local.experts)
                             let (tokens, b) = (newTokens, 8)
                             pairs = ClusterBench.Pairs(batch: b, count: clusterPairs) { seed in
