@@ -30,11 +30,13 @@ JC_AVX512 static JC_INLINE __m512 load_w16_tail(const int bf, const void *w, siz
 /* Software prefetch of the weight rows 4 tiles ahead, into L2: the hardware prefetchers ramp up slowly on each
    short row stream. Measured at 8 rows: ~24 GB/s against ~21 with 2 tiles into L1 and ~18 without. */
 #define JC_PF_TILES 4
+/* Most x rows per register tile (see tile_plan). */
+#define JC_MAX_RB 4
 /* s[r][c] = x[r, lo:hi] · w[c, lo:hi] for r < R, c < C: 16-lane partial sums from lo (a masked tail at hi), then
    the lanes reduced. */
 JC_AVX512 static JC_INLINE void tile512_sums(const int bf, const int R, const int C, int lo, int hi, const float *x,
-                                             int ldx, const void *w, int ldw, float s[8][6]) {
-    __m512 acc[8][6];
+                                             int ldx, const void *w, int ldw, float s[JC_MAX_RB][6]) {
+    __m512 acc[JC_MAX_RB][6];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     int i = lo;
     const int k = hi;
@@ -64,52 +66,75 @@ JC_AVX512 static JC_INLINE void tile512_sums(const int bf, const int R, const in
    afterwards (an expert's two slices computed by two workers), but in one pass over the weights. */
 JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, int k0, int k, const float *x, int ldx,
                                         const void *w, int ldw, float *y, int ldy) {
-    float s[8][6];
+    float s[JC_MAX_RB][6];
     const int split = k0 > 0 && k0 < k;
     tile512_sums(bf, R, C, 0, split ? k0 : k, x, ldx, w, ldw, s);
     if (split) {
-        float t[8][6];
+        float t[JC_MAX_RB][6];
         tile512_sums(bf, R, C, k0, k, x, ldx, w, ldw, t);
         for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) s[r][c] += t[r][c];
     }
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) y[(size_t)r * ldy + c] = s[r][c];
 }
 
-/* Weight rows per tile for R x rows: R·C accumulators + C weight vectors + 1 x vector ≤ 32 registers. One or
-   two rows are bound by memory, and there a single weight row at a time streams best (measured: 4 rows at once
-   read ~30% slower, the prefetchers following 4 short streams poorly). */
-#define JC_TILE_C(R) ((R) <= 2 ? 1 : (R) <= 4 ? 6 : (R) <= 6 ? 4 : 3)
+/* The register tile for m x rows: blocks of up to RB x rows × C weight rows (RB·C accumulators + C weight vectors
+   + 1 x vector ≤ 32 registers). Measured one thread per core and two (expert slices, 1024 × 1408, weights from
+   memory; tools/bench/few_rows_tiles.c):
+   - 1–2 rows: one weight row at a time leaves one or two FMA chains, each waiting on the last (4 cycles), and
+     a single thread then reads bf16 at 2 rows at 21 GB/s, where 3 weight rows reach the core's 28 (0.42 → 0.31
+     ms); f32 at 1 row 0.81 → 0.67 ms with 6. With two threads both cores share the memory limit and every C
+     measures the same, so the plan is set by the one-thread case (an expert worker).
+   - 5 rows and up: blocks of 4 x rows, not 8. Eight rows of x (32 KB at k = 1024) fill L1 by themselves, so x
+     came from L2 on every tile; in blocks of 4 the second block reads the weight tile from L1/L2 instead, and
+     is faster: f32 8 rows 1.32 → 1.06 ms per slice on one thread, 32 rows 2.21 → 1.79 ms on two.
+   - f32 weight vectors are twice bf16's bytes, so f32 takes narrower tiles (C = 4) than bf16 (C = 6). */
+static int forced_rb, forced_c;
 
-/* Calls tile512 with compile-time R (1–8) and C (1, 3, or JC_TILE_C(R)). */
+void jc_set_few_rows_tile(int rb, int c) {
+    const int ok = rb >= 1 && rb <= JC_MAX_RB && (c == 1 || c == 2 || c == 3 || c == 4 || c == 6);
+    forced_rb = ok ? rb : 0;
+    forced_c = ok ? c : 0;
+}
+
+static JC_INLINE void tile_plan(const int bf, int m, int *rb, int *c) {
+    if (forced_rb) { *rb = forced_rb < m ? forced_rb : m; *c = forced_c; return; }
+    if (m >= 5) { *rb = 4; *c = bf ? 6 : 4; return; }
+    *rb = m;
+    if (bf) *c = m <= 2 ? 3 : 6;
+    else *c = m <= 2 ? 6 : m == 3 ? 4 : 2;
+}
+
+/* Calls tile512 with compile-time R (1–4) and C (1, 2, 3, 4 or 6). */
 #define JC_TILE_R(R) case R: \
-    if (C == 1) tile512(bf, R, 1, k0, k, x, ldx, w, ldw, y, ldy); \
-    else if (C == 3) tile512(bf, R, 3, k0, k, x, ldx, w, ldw, y, ldy); \
-    else tile512(bf, R, JC_TILE_C(R), k0, k, x, ldx, w, ldw, y, ldy); \
+    switch (C) { \
+    case 1: tile512(bf, R, 1, k0, k, x, ldx, w, ldw, y, ldy); break; \
+    case 2: tile512(bf, R, 2, k0, k, x, ldx, w, ldw, y, ldy); break; \
+    case 3: tile512(bf, R, 3, k0, k, x, ldx, w, ldw, y, ldy); break; \
+    case 4: tile512(bf, R, 4, k0, k, x, ldx, w, ldw, y, ldy); break; \
+    default: tile512(bf, R, 6, k0, k, x, ldx, w, ldw, y, ldy); break; \
+    } \
     break;
 
 JC_AVX512 static JC_INLINE void tile_any(const int bf, int R, int C, int k0, int k, const float *x, int ldx, const void *w,
                                          int ldw, float *y, int ldy) {
     switch (R) {
-        JC_TILE_R(1) JC_TILE_R(2) JC_TILE_R(3) JC_TILE_R(4) JC_TILE_R(5) JC_TILE_R(6) JC_TILE_R(7) JC_TILE_R(8)
+        JC_TILE_R(1) JC_TILE_R(2) JC_TILE_R(3) JC_TILE_R(4)
     }
 }
 
-/* Column tiles outermost, then blocks of 8 x rows: a tile's weight rows come from memory once and from L1 for
-   the later row blocks, so beyond 8 rows the cost grows in arithmetic only (up to 32 rows this beats sgemm,
+/* Column tiles outermost, then blocks of x rows: a tile's weight rows come from memory once and from L1/L2 for
+   the later row blocks, so beyond one block the cost grows in arithmetic only (up to 32 rows this beats sgemm,
    which packs the whole weight matrix first). */
 JC_AVX512 static JC_INLINE void gemm_few_rows_avx512(const int bf, int m, int n0, int n1, int k0, int k, const float *x,
                                                      int ldx, const void *w, int ldw, float *y, int ldy) {
-    const int C = m > 8 ? 3 : JC_TILE_C(m);
+    int RB, C;
+    tile_plan(bf, m, &RB, &C);
     int j = n0;
-    for (; j + C <= n1; j += C) {
+    for (; j < n1; j += C) {
+        if (j + C > n1) C = 1;  // the last few columns one at a time
         const void *wt = w_row(bf, w, (size_t)j * ldw);
-        for (int r0 = 0; r0 < m; r0 += 8)
-            tile_any(bf, m - r0 < 8 ? m - r0 : 8, C, k0, k, x + (size_t)r0 * ldx, ldx, wt, ldw, y + (size_t)r0 * ldy + j, ldy);
-    }
-    for (; j < n1; j++) {
-        const void *wt = w_row(bf, w, (size_t)j * ldw);
-        for (int r0 = 0; r0 < m; r0 += 8)
-            tile_any(bf, m - r0 < 8 ? m - r0 : 8, 1, k0, k, x + (size_t)r0 * ldx, ldx, wt, ldw, y + (size_t)r0 * ldy + j, ldy);
+        for (int r0 = 0; r0 < m; r0 += RB)
+            tile_any(bf, m - r0 < RB ? m - r0 : RB, C, k0, k, x + (size_t)r0 * ldx, ldx, wt, ldw, y + (size_t)r0 * ldy + j, ldy);
     }
 }
 
@@ -119,4 +144,5 @@ JC_AVX512 void jc_few_rows_avx512_bf16(int m, int n0, int n1, int k0, int k, con
                                                 int ldw, float *y, int ldy) { gemm_few_rows_avx512(1, m, n0, n1, k0, k, x, ldx, w, ldw, y, ldy); }
 #else
 int jc_has_avx512(void) { return 0; }
+void jc_set_few_rows_tile(int rb, int c) { (void)rb; (void)c; }
 #endif

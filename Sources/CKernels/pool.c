@@ -176,10 +176,10 @@ void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const f
                                int ldw, float *y, int ldy, float *tmp) {
     few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, k0 > 0 && k0 < k ? k0 : 0, 0, 0, 0, x, w, y, tmp};
     if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
-    /* Four chunks per thread, each a multiple of 6 weight rows (the widest kernel tile). */
+    /* Four chunks per thread, each a multiple of 12 weight rows (every kernel tile width, 1–4 or 6, divides it). */
     const int want = j.nparts == 1 ? 1 : 4 * j.nparts;
-    j.chunk = ((n + want - 1) / want + 5) / 6 * 6;
-    if (j.chunk < 6) j.chunk = 6;
+    j.chunk = ((n + want - 1) / want + 11) / 12 * 12;
+    if (j.chunk < 12) j.chunk = 12;
     j.nchunks = (n + j.chunk - 1) / j.chunk;
     atomic_init(&j.next, 0);
     jc_pool_run(j.nparts, few_rows_part, &j);

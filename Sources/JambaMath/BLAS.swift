@@ -36,6 +36,12 @@ public enum BLAS {
 
     public static var fewRowsLevel: Int { Int(jc_few_rows_level()) }
 
+    /// Forces the AVX-512 few-row kernel's register tile (`rowBlock` x rows 1–4 × `columns` weight rows 1, 2, 3,
+    /// 4 or 6); nil restores the measured plan. Tests use it to check that every tile gives the same floats.
+    public static func setFewRowsTile(rowBlock: Int?, columns: Int?) {
+        jc_set_few_rows_tile(Int32(rowBlock ?? 0), Int32(columns ?? 0))
+    }
+
     /// y[M, N] = x[M, K] · w[N, K]ᵀ with the few-row kernel (w f32 or bf16), output columns split across
     /// `kernelThreads` (a spinning pool, see pool.c). Each output element is the same sum whatever the split, so
     /// results do not depend on it.

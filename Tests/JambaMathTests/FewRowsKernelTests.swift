@@ -6,6 +6,7 @@ import XCTest
 final class FewRowsKernelTests: XCTestCase {
     override func tearDown() {
         BLAS.setFewRowsLevel(nil)
+        BLAS.setFewRowsTile(rowBlock: nil, columns: nil)
         BLAS.kernelThreads = 2
     }
 
@@ -76,6 +77,39 @@ final class FewRowsKernelTests: XCTestCase {
                 differing += zip(one.storage, all.row(r)).filter { $0 != $1 }.count
             }
             print("[kernel] \(dtype): elements differing between 8-row/1-thread and 1-row/2-thread calls: \(differing) (must be 0)")
+            XCTAssertEqual(differing, 0)
+        }
+    }
+
+    /// The AVX-512 kernel picks its register tile by row count and dtype (tile_plan, tuned by measurement). Every
+    /// tile must give the same floats, plain and with the sum split at k0 (an expert's slices), or retuning the
+    /// plan would change results and break the slices' bit-identity with the whole expert.
+    func testEveryRegisterTileGivesTheSameFloats() {
+        print("[kernel] kernel level \(BLAS.fewRowsLevel) (the forced tiles take effect at 2, AVX-512)")
+        let (n, k, k0) = (61, 300, 112)
+        for dtype in WeightDType.allCases {
+            let w = Weights(Matrix(rows: n, cols: k, storage: random(n * k, seed: 9)), dtype: dtype)
+            var compared = 0, differing = 0
+            for m in [1, 2, 3, 4, 5, 7, 8, 13, 32] {
+                let x = Matrix(rows: m, cols: k, storage: random(m * k, seed: UInt64(100 + m)))
+                BLAS.setFewRowsTile(rowBlock: nil, columns: nil)
+                var plain = Matrix(zeros: 0, n), split = Matrix(zeros: 0, n), tmp = Matrix(zeros: 0, n)
+                BLAS.linear(x, w, into: &plain)
+                BLAS.linearSplit(x, w, splitAt: k0, into: &split, tmp: &tmp)
+                for rb in 1...4 {
+                    for c in [1, 2, 3, 4, 6] {
+                        BLAS.setFewRowsTile(rowBlock: rb, columns: c)
+                        var y = Matrix(zeros: 0, n), ys = Matrix(zeros: 0, n)
+                        BLAS.linear(x, w, into: &y)
+                        BLAS.linearSplit(x, w, splitAt: k0, into: &ys, tmp: &tmp)
+                        differing += zip(y.storage, plain.storage).filter { $0 != $1 }.count
+                        differing += zip(ys.storage, split.storage).filter { $0 != $1 }.count
+                        compared += 2 * y.storage.count
+                    }
+                }
+            }
+            print("[kernel] \(dtype): elements differing between forced tiles (1–4 rows × 1–6 columns) and the plan: \(differing) of \(compared) (must be 0)")
+            XCTAssertGreaterThan(compared, 0)
             XCTAssertEqual(differing, 0)
         }
     }

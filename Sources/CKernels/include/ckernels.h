@@ -72,6 +72,10 @@ int jc_few_rows_level(void);
 /// tests and benchmarks can compare the paths on one machine.
 void jc_set_few_rows_level(int level);
 
+/// Forces the AVX-512 few-row kernel's register tile: blocks of `rb` x rows (1–4) × `c` weight rows (1, 2, 3, 4
+/// or 6); anything else restores the measured per-row-count plan. For tests (every tile gives the same floats) and
+/// tools/bench/few_rows_tiles.c. Not thread-safe: set it while no product runs.
+void jc_set_few_rows_tile(int rb, int c);
 /// y[m, n] = x[m, k] · w[k, n] (no transpose) for a few rows, single-threaded: attention's P · V in decode,
 /// which OpenBLAS would hand to its thread pool, whose spinning then takes a core from the next kernel.
 void jc_gemm_nn_rows(int m, int n, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy);
