@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Repeats per scenario (the median is reported).") var repeats = 3
     @Option(help: "New tokens per decode run.") var newTokens = 128
     @Option(help: "Decode batch sizes.") var batches = "1,8,32"
-    @Option(help: "Prefill prompt length.") var prefillTokens = 512
+    @Option(help: "Prefill prompt length (0: no prefill run).") var prefillTokens = 512
     @Option(help: "Cluster runs with these worker counts (empty: none).") var clusterWorkers = "1,2"
     @Option(help: "Cluster decode batch sizes.") var clusterBatches = "1,8"
     @Option(help: "Weight precisions of the single-process runs, smallest first (peak RSS is a lifetime maximum, so each figure includes the runs before it).")
@@ -30,6 +30,7 @@ struct Bench: ParsableCommand {
     var renderOnly = false
 
     func validate() throws {
+        guard prefillTokens >= 0 else { throw ValidationError("--prefill-tokens must be ≥ 0, not \(prefillTokens)") }
         guard modelOptions.weightsDtype == .f32 else { throw ValidationError("bench takes --dtypes and --cluster-dtypes, not --weights-dtype") }
         _ = try parseDTypes(dtypes, flag: "--dtypes")
         _ = try parseDTypes(clusterDtypes, flag: "--cluster-dtypes")
@@ -113,13 +114,15 @@ struct Bench: ParsableCommand {
     func runLocal(_ local: LocalModel, dtype: WeightDType, report: inout BenchReport) throws {
         let m = local.model
         var bench = LocalBench(model: m, experts: local.experts)
-        let prompt = LocalBench.prompt(prefillTokens, seed: 1, vocab: m.config.vocabSize)
-        let times = try bench.prefill(prompt, repeats: repeats)
-        let flops = 2.0 * Double(prefillTokens) * Double(activeParams(m))
-        report.add(.init(mode: "local", dtype: dtype.rawValue, scenario: "prefill\(prefillTokens)", batch: 1,
-                         tokensPerSecond: Double(prefillTokens) / median(times), ttftSeconds: median(times),
-                         samples: times.map { Double(prefillTokens) / $0 }, achievedPerSecond: flops / median(times), limitKind: "flops"))
-        log("\(dtype) prefill \(prefillTokens): \(Int(Double(prefillTokens) / median(times))) tok/s")
+        if prefillTokens > 0 {
+            let prompt = LocalBench.prompt(prefillTokens, seed: 1, vocab: m.config.vocabSize)
+            let times = try bench.prefill(prompt, repeats: repeats)
+            let flops = 2.0 * Double(prefillTokens) * Double(activeParams(m))
+            report.add(.init(mode: "local", dtype: dtype.rawValue, scenario: "prefill\(prefillTokens)", batch: 1,
+                             tokensPerSecond: Double(prefillTokens) / median(times), ttftSeconds: median(times),
+                             samples: times.map { Double(prefillTokens) / $0 }, achievedPerSecond: flops / median(times), limitKind: "flops"))
+            log("\(dtype) prefill \(prefillTokens): \(Int(Double(prefillTokens) / median(times))) tok/s")
+        }
 
         for b in try parseTokenList(batches, flag: "--batches") where b > 0 {
             var runs: [LocalBench.DecodeRun] = []
@@ -145,13 +148,14 @@ struct Bench: ParsableCommand {
     }
 
     func measureLimits(config c: JambaConfig, threads: Int) -> BenchReport.Limits {
-        // sgemm at the model's largest prefill shape: [T, H] · gate_up[2I, H]ᵀ.
+        // sgemm at the model's largest prefill shape: [T, H] · gate_up[2I, H]ᵀ (T = 512 when prefill is not run).
+        let t = prefillTokens > 0 ? prefillTokens : 512
         let ts = Array(1...max(1, threads))
         let sum = ts.map { MachineLimits.memoryReadGBps(threads: $0) }
         let stream = ts.map { MachineLimits.streamGBps(threads: $0) }
         return BenchReport.Limits(
-            sgemmShape: [prefillTokens, 2 * c.intermediateSize, c.hiddenSize],
-            sgemmGFLOPS: ts.map { MachineLimits.sgemmGFLOPS(m: prefillTokens, n: 2 * c.intermediateSize, k: c.hiddenSize, threads: $0) },
+            sgemmShape: [t, 2 * c.intermediateSize, c.hiddenSize],
+            sgemmGFLOPS: ts.map { MachineLimits.sgemmGFLOPS(m: t, n: 2 * c.intermediateSize, k: c.hiddenSize, threads: $0) },
             readGBps: zip(sum, stream).map { max($0, $1) }, sumGBps: sum, streamGBps: stream,
             sgemvGBps: ts.map { MachineLimits.sgemvGBps(threads: $0) })
     }
