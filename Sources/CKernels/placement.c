@@ -1,4 +1,5 @@
-// placement.c: keeping named helper threads (libzmq's I/O thread) off the CPU of the thread that wakes them.
+// placement.c: where this process's threads run: named helper threads (libzmq's I/O thread) kept off the CPU of
+// the thread that wakes them, and a whole process restricted to given CPUs (a worker pinned to its cores).
 //
 // When a coordinator sends its expert requests, the send wakes the process's ZeroMQ I/O thread. On this VM Linux
 // often wakes it on the sender's own CPU even with the other core idle (an idle vCPU can look "preempted" to the
@@ -58,10 +59,49 @@ int jc_steer_named_threads(const char *name_prefix, int off_this_cpu) {
     return count;
 }
 
+int jc_restrict_process_cpus(const int *cpus, int count) {
+    cpu_set_t mask;
+    CPU_ZERO(&mask);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) return -1;
+        CPU_SET(cpus[i], &mask);
+    }
+    if (count < 1 || sched_setaffinity(0, sizeof mask, &mask) != 0) return -1;
+    /* Threads already started (the runtime's) follow; threads started later inherit the caller's mask. */
+    DIR *d = opendir("/proc/self/task");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] != '.') sched_setaffinity((pid_t)atoi(e->d_name), sizeof mask, &mask);
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+int jc_allowed_cpus(int *cpus, int capacity) {
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof mask, &mask) != 0) return -1;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < capacity; c++)
+        if (CPU_ISSET(c, &mask)) cpus[n++] = c;
+    return n;
+}
+
 int jc_current_cpu(void) { return sched_getcpu(); }
 int jc_thread_id(void) { return (int)gettid(); }
 void jc_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
 #else
+int jc_restrict_process_cpus(const int *cpus, int count) {
+    (void)cpus;
+    (void)count;
+    return -1;
+}
+int jc_allowed_cpus(int *cpus, int capacity) {
+    (void)cpus;
+    (void)capacity;
+    return -1;
+}
 int jc_current_cpu(void) { return -1; }
 int jc_thread_id(void) { return -1; }
 void jc_set_thread_name(const char *name) { (void)name; }

@@ -11,6 +11,8 @@ struct ClusterBench {
     let threads: Int
     /// Threads per worker; nil: `threads` divided among the workers.
     let workerThreads: Int?
+    /// Each worker pinned to its own cores (`jamba-worker --cpus`), when they fit.
+    let pinWorkers: Bool
     /// How the coordinator and the workers hold their weights.
     let dtype: WeightDType
     let log: (String) -> Void
@@ -26,7 +28,7 @@ struct ClusterBench {
     func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int, pairs: Pairs? = nil) throws -> [BenchReport.Row] {
         let dtypeArgs = ["--weights-dtype", dtype.rawValue]
         let cluster = try LocalCluster(model: model, workers: workers, threads: threads, workerThreads: workerThreads,
-                                       coordinatorArgs: dtypeArgs, workerArgs: dtypeArgs)
+                                       pinWorkers: pinWorkers, coordinatorArgs: dtypeArgs, workerArgs: dtypeArgs)
         defer { cluster.stop() }
         let clientEP = cluster.clientEndpoint
         let client = try ClusterClient(endpoint: clientEP, timeout: 120)

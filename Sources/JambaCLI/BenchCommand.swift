@@ -22,6 +22,8 @@ struct Bench: ParsableCommand {
     var clusterPairs = 5
     @Option(help: "Threads per worker in the cluster runs (default: --threads divided among the workers).")
     var clusterWorkerThreads: Int?
+    @Flag(help: "Pin each cluster worker to its own cores (jamba-worker --cpus) when their threads fit in this machine's (measured within noise here: bench/cluster-overheads.md).")
+    var clusterPinWorkers = false
     @Option(help: "Folder of other engines' figures (tools/bench/run_transformers.py, run_llamacpp.sh).")
     var reference = "bench/reference"
     @Option(help: "Output file stem: writes STEM.json and STEM.md.") var out = "bench/results"
@@ -100,6 +102,7 @@ struct Bench: ParsableCommand {
                             }
                         }
                         try report.add(contentsOf: ClusterBench(model: modelOptions.model, workers: n, threads: threads, workerThreads: clusterWorkerThreads,
+                                                                  pinWorkers: clusterPinWorkers,
                                                                   dtype: dtype, log: log)
                             .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: vocab, pairs: pairs))
                     }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import JambaCluster
+import JambaMath
 
 /// Child daemons, killed when `stop` is called (or the value is dropped by `withCluster`).
 final class LocalCluster {
@@ -13,7 +14,15 @@ final class LocalCluster {
         URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    init(model: String, workers: Int, threads: Int, workerThreads: Int? = nil, coordinatorArgs: [String] = [], workerArgs: [String] = []) throws {
+    /// CPUs of each worker when `pinWorkers`: consecutive groups of `workerThreads` of this process's allowed CPUs,
+    /// or nil when the workers' threads do not fit in them (then nobody is pinned).
+    static func workerCPUs(workers: Int, workerThreads: Int, allowed: [Int]) -> [[Int]]? {
+        guard workers >= 1, workerThreads >= 1, workers * workerThreads <= allowed.count else { return nil }
+        return (0..<workers).map { Array(allowed[($0 * workerThreads)..<(($0 + 1) * workerThreads)]) }
+    }
+
+    init(model: String, workers: Int, threads: Int, workerThreads: Int? = nil, pinWorkers: Bool = false,
+         coordinatorArgs: [String] = [], workerArgs: [String] = []) throws {
         let coord = Process()
         coord.executableURL = Self.binary("jamba-coordinator")
         coord.arguments = ["--model", model, "--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint", "tcp://127.0.0.1:*",
@@ -33,10 +42,14 @@ final class LocalCluster {
         // Workers share this machine's cores: together they get `threads`, not `threads` each (oversubscribed
         // spinning threads would slow every process down).
         let workerThreads = workerThreads ?? max(1, threads / max(1, workers))
+        // Pinned, each worker's network thread wakes on the worker's own (idle, waiting) core; unpinned, this VM's
+        // scheduler often queues it behind the other worker's compute while a core idles (bench/cluster-overheads.md).
+        let pins = pinWorkers ? Self.workerCPUs(workers: workers, workerThreads: workerThreads, allowed: Kernels.allowedCPUs ?? []) : nil
         for i in 0..<workers {
             let w = Process()
             w.executableURL = Self.binary("jamba-worker")
-            w.arguments = ["--model", model, "--coordinator", workerEndpoint, "--name", "w\(i)", "--threads", "\(workerThreads)", "--log-level", "warning"] + workerArgs
+            w.arguments = ["--model", model, "--coordinator", workerEndpoint, "--name", "w\(i)", "--threads", "\(workerThreads)", "--log-level", "warning"]
+                + (pins.map { ["--cpus", CPUList.describe($0[i])] } ?? []) + workerArgs
             w.standardOutput = FileHandle.nullDevice
             try w.run()
             processes.append(w)

@@ -17,6 +17,20 @@ public enum Kernels {
         return try body()
     }
 
+    /// The CPUs this thread may run on (nil where the platform does not say: not Linux).
+    public static var allowedCPUs: [Int]? {
+        var buf = [Int32](repeating: 0, count: 1024)
+        let n = jc_allowed_cpus(&buf, Int32(buf.count))
+        return n < 0 ? nil : buf.prefix(Int(n)).map(Int.init)
+    }
+
+    /// Restricts every thread of this process, and those it starts later, to `cpus`. False when a CPU is not
+    /// allowed or the platform cannot (not Linux).
+    public static func restrictProcess(toCPUs cpus: [Int]) -> Bool {
+        let list = cpus.map(Int32.init)
+        return jc_restrict_process_cpus(list, Int32(list.count)) == 0
+    }
+
     /// Sum of squares of `n` floats.
     @inline(__always)
     public static func sumOfSquares(_ p: UnsafePointer<Float>, _ n: Int) -> Float {

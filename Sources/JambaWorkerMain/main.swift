@@ -18,6 +18,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "How experts are held: f32, or bf16 (half the memory, so twice the default slots; compute stays f32).")
     var weightsDtype: WeightDType = .f32
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+    @Option(help: ArgumentHelp("CPUs this worker's threads run on, e.g. 1 or 2-3 (default: any; Linux).",
+                               discussion: "On a machine shared with other daemons, pinning each worker to its own cores keeps the kernel from queueing its network thread behind another process's compute while a core sits idle."))
+    var cpus: String?
 
     func validate() throws {
         guard FileManager.default.fileExists(atPath: model + "/config.json") else {
@@ -26,12 +29,17 @@ struct WorkerCommand: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1") }
         if let expertSlots, expertSlots < 1 { throw ValidationError("--expert-slots must be ≥ 1") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        if let cpus { do { _ = try CPUList.parse(cpus) } catch { throw ValidationError("\(error)") } }
     }
 
     func run() throws {
         Daemon.bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         let log = Logger(label: "jamba-worker[\(workerName)]")
+        if let cpus {
+            // Before the ZeroMQ context and the thread pool exist, so that their threads inherit the mask.
+            do { try CPUList.pinProcess(to: CPUList.parse(cpus)) } catch { throw ValidationError("\(error)") }
+        }
         BLAS.setThreads(threads)
         var s = WorkerSettings(modelDirectory: URL(fileURLWithPath: model), coordinator: coordinator, name: workerName, threads: threads)
         s.expertSlots = expertSlots

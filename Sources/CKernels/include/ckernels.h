@@ -57,6 +57,11 @@ void jc_pool_park(void);
 /// steered.
 int jc_steer_named_threads(const char *name_prefix, int off_this_cpu);
 
+/// Restricts every thread of this process, and the threads it starts later, to the `count` CPUs listed (Linux).
+/// Returns 0, or -1 when a CPU is invalid or not allowed (or off Linux).
+int jc_restrict_process_cpus(const int *cpus, int count);
+/// Writes the CPUs this thread may run on into `cpus` (at most `capacity`) and returns how many, or -1 (off Linux).
+int jc_allowed_cpus(int *cpus, int capacity);
 /// The CPU this thread runs on, this thread's kernel id, and naming this thread (Linux; -1 / no-op elsewhere).
 int jc_current_cpu(void);
 int jc_thread_id(void);
