@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Folder of other engines' figures (tools/bench/run_transformers.py, run_llamacpp.sh).")
     var reference = "bench/reference"
     @Option(help: "Output file stem: writes STEM.json and STEM.md.") var out = "bench/results"
+    @Flag(help: "Products beyond the few-row limit through sgemm only (what BLAS.chunksFewRows is compared against).")
+    var manyRowsSgemm = false
     @Flag(help: "Skip the machine-limit micro-benchmarks (quick runs only; ratios are then omitted).") var noLimits = false
     @Flag(help: "Measure nothing: re-read STEM.json and the reference folder, and rewrite STEM.json and STEM.md.")
     var renderOnly = false
@@ -51,6 +53,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        BLAS.chunkedManyRows = !manyRowsSgemm
         try reportingErrors {
             if renderOnly {
                 var report = try JSONDecoder().decode(BenchReport.self, from: Data(contentsOf: URL(fileURLWithPath: out + ".json")))

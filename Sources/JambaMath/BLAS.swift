@@ -52,6 +52,35 @@ public enum BLAS {
         jc_gemm_few_rows_mt(Int32(parts), Int32(m), Int32(n), Int32(k), x, Int32(ldx), w, bf16 ? 1 : 0, Int32(ldw), y, Int32(ldy))
     }
 
+    /// Whether a product with more than `fewRowsLimit` rows goes through the few-row kernel in chunks of
+    /// `fewRowsLimit` rows rather than sgemm (f32) or widening and sgemm (bf16). sgemm packs the whole weight
+    /// matrix on every call, which an expert's ~128 prefill rows do not pay back; the AVX-512 kernel streams the
+    /// weights once per chunk and reaches sgemm's own 512-row speed. Measured (2 threads, GFLOP/s, chunks of 32
+    /// rows against sgemm in the same run; tools/bench/many_rows.c):
+    /// - f32, 128 × 1024 × 2816 (an expert's down): 178 against 154; 96 × 5632 × 1024: 190 against 147;
+    ///   512 × 96 × 2048 (Mamba's x_proj): 148 against 96. At 512 rows with n ≥ 1024, within ±5% either way.
+    /// - bf16: 205–215 at every shape with k ≥ 1024, above even f32 sgemm (half the bytes to load).
+    /// - k = 64 (dt_proj): sgemm 118 against 75, so small k stays on sgemm.
+    /// `chunkedManyRows = false` turns it off (benchmarks compare the two).
+    public static func chunksFewRows(m: Int, n: Int, k: Int, bf16: Bool) -> Bool {
+        guard chunkedManyRows, fewRowsLevel == 2, m > fewRowsLimit, k >= 256 else { return false }
+        return bf16 || m <= 384 || n <= 256
+    }
+
+    /// See `chunksFewRows`.
+    nonisolated(unsafe) public static var chunkedManyRows = true
+
+    /// y[M, N] = x[M, K] · w[N, K]ᵀ through the few-row kernel, `fewRowsLimit` rows at a time (dense x and y).
+    static func gemmFewRowsChunked(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafeRawPointer, bf16: Bool,
+                                   y: UnsafeMutablePointer<Float>) {
+        var r = 0
+        while r < m {
+            let rows = min(fewRowsLimit, m - r)
+            gemmFewRows(m: rows, n: n, k: k, x: x + r * k, ldx: k, w: w, bf16: bf16, ldw: k, y: y + r * n, ldy: n)
+            r += rows
+        }
+    }
+
     /// y[M, N] = alpha · x[M, K] · op(w) + beta · y, row-major with leading dimensions given, where op(w) = wᵀ for
     /// w stored [N, K] (`transposeW`, the Linear layout) and w for w stored [K, N].
     ///
@@ -107,16 +136,16 @@ public enum BLAS {
                 switch w.storage {
                 case let .f32(v):
                     v.withUnsafeBufferPointer { wp in
-                        if m <= fewRowsLimit {
-                            gemmFewRows(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, bf16: false, ldw: k, y: yb, ldy: n)
+                        if m <= fewRowsLimit || chunksFewRows(m: m, n: n, k: k, bf16: false) {
+                            gemmFewRowsChunked(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, bf16: false, y: yb)
                         } else {
                             gemm(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, ldw: k, y: yb, ldy: n)
                         }
                     }
                 case let .bf16(v):
                     v.withUnsafeBufferPointer { wp in
-                        if m <= fewRowsLimit {
-                            gemmFewRows(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, bf16: true, ldw: k, y: yb, ldy: n)
+                        if m <= fewRowsLimit || chunksFewRows(m: m, n: n, k: k, bf16: true) {
+                            gemmFewRowsChunked(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, bf16: true, y: yb)
                         } else {
                             gemmWidened(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, y: yb)
                         }

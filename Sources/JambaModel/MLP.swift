@@ -64,11 +64,15 @@ public struct MLP: Sendable {
                 }
             }
         }
-        guard x.rows <= BLAS.fewRowsLimit, sliceCount == 2 else {
+        let fewRowKernel = x.rows <= BLAS.fewRowsLimit
+            || BLAS.chunksFewRows(m: x.rows, n: down.rows, k: down.cols, bf16: down.dtype == .bf16)
+        guard fewRowKernel, sliceCount == 2 else {
             BLAS.linear(scratch.hidden, down, into: &out)  // h [T, I] · down[H, I]ᵀ → out [T, H]
             return
         }
-        // Decode: down summed per slice, then the two added (see the type's comment), in one pass over down. The
+        // Down summed per slice, then the two added (see the type's comment), in one pass over down, whenever the
+        // few-row kernel takes the product (decode, and prefill-sized experts): a row's output is then the same
+        // floats whatever batch it came in, or whichever worker computed which slice. The
         // gate/up product above is one call: each of its elements is the same sum as in a slice's own call.
         out.reshape(cols: down.rows)
         BLAS.linearSplit(scratch.hidden, down, splitAt: sliceBounds[1], into: &out, tmp: &scratch.partial)  // → [T, H]

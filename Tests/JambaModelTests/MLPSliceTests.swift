@@ -6,6 +6,7 @@ import XCTest
 
 final class MLPSliceTests: XCTestCase {
     override func tearDown() {
+        BLAS.chunkedManyRows = true
         BLAS.setFewRowsLevel(nil)
         BLAS.kernelThreads = 2
     }
@@ -86,5 +87,44 @@ final class MLPSliceTests: XCTestCase {
         for (a, b) in zip(p0.storage, ref) { worst = max(worst, abs(Double(a) - b) / max(1, abs(b))) }
         print("[mlp slices] 70 rows, whole and sliced vs float64: max relative error \(worst) (tol 1e-4)")
         XCTAssertLessThan(worst, 1e-4)
+    }
+
+    /// Prefill-sized expert batches (more rows than the few-row limit, k ≥ 256) go through the few-row kernel in
+    /// chunks (BLAS.chunksFewRows), the down projection summed per slice: each row's output is then the same
+    /// floats as the row computed alone (a decode step), and as the two slices summed (a worker each). With sgemm
+    /// it is only close: the comparison run prints its difference.
+    func testPrefillSizedBatchGivesEachRowTheFloatsOfTheRowAlone() throws {
+        let (h, i, rows) = (256, 512, 77)
+        for dtype in WeightDType.allCases {
+            let gate = random(i * h, seed: 11), up = random(i * h, seed: 12)
+            let mlp = MLP(gate: gate, up: up, down: Weights(rows: h, cols: i, values: random(h * i, seed: 13), dtype: dtype), dtype: dtype)
+            let x = Matrix(rows: rows, cols: h, storage: random(rows * h, seed: 14))
+            XCTAssertEqual(BLAS.chunksFewRows(m: rows, n: 2 * i, k: h, bf16: dtype == .bf16), BLAS.fewRowsLevel == 2)
+            var scratch = MLPScratch(intermediate: i)
+            var whole = Matrix(zeros: 0, h)
+            mlp(x, into: &whole, scratch: &scratch)
+            var p0 = Matrix(zeros: 0, h), p1 = Matrix(zeros: 0, h)
+            mlp.partial(x, slice: 0, into: &p0, scratch: &scratch)
+            mlp.partial(x, slice: 1, into: &p1, scratch: &scratch)
+            MLP.accumulate(p1, into: &p0)
+            var aloneDiffer = 0, slicesDiffer = 0
+            for r in 0..<rows {
+                var one = Matrix(zeros: 0, h)
+                mlp(x.gatherRows([r]), into: &one, scratch: &scratch)
+                aloneDiffer += zip(one.storage, whole.row(r)).filter { $0 != $1 }.count
+            }
+            slicesDiffer = zip(p0.storage, whole.storage).filter { $0 != $1 }.count
+            BLAS.chunkedManyRows = false
+            var viaSgemm = Matrix(zeros: 0, h)
+            mlp(x, into: &viaSgemm, scratch: &scratch)
+            BLAS.chunkedManyRows = true
+            let sgemmDiff = zip(viaSgemm.storage, whole.storage).map { abs($0 - $1) }.max() ?? 0
+            print("[mlp slices] \(dtype) \(rows) rows, chunked few-row path: elements differing from the row alone \(aloneDiffer), from the slices summed \(slicesDiffer) (both must be 0); sgemm path max |diff| \(sgemmDiff) (tol 1e-3)")
+            if BLAS.fewRowsLevel == 2 {
+                XCTAssertEqual(aloneDiffer, 0)
+                XCTAssertEqual(slicesDiffer, 0)
+            }
+            XCTAssertLessThan(sgemmDiff, 1e-3)
+        }
     }
 }
