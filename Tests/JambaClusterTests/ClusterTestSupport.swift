@@ -4,6 +4,7 @@ import JambaCluster
 import JambaModel
 import JambaWire
 import XCTest
+import ZeroMQ
 
 /// A status reply with the questions tests ask of it.
 struct StatusSnapshot {
@@ -18,6 +19,34 @@ struct StatusSnapshot {
     /// Every expert of every MoE layer has at least one holder.
     var allPlaced: Bool {
         !reply.layers.isEmpty && reply.layers.allSatisfy { $0.experts.allSatisfy { !$0.holders.isEmpty } }
+    }
+}
+
+/// A real jamba-worker whose coordinator is a ROUTER socket the test holds (bound on an ephemeral loopback port),
+/// so the test plays the coordinator's side of the protocol. Stop it with `stop`.
+struct LoneWorker {
+    let router: Socket
+    let process: Process
+    private let context: ZMQContext
+
+    init(model: String, name: String, extra: [String] = []) throws {
+        context = try ZMQContext()
+        router = try Socket(context, type: .router)
+        try router.set(.receiveTimeout(milliseconds: 500))
+        try router.bind("tcp://127.0.0.1:*")
+        process = Process()
+        process.executableURL = try ClusterHarness.executable("jamba-worker")
+        process.arguments = ["--model", model, "--coordinator", try router.lastEndpoint, "--name", name] + extra
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        router.close()
+        context.shutdown()
     }
 }
 

@@ -37,19 +37,9 @@ final class WorkerPinningTests: XCTestCase {
         #if os(Linux)
         let allowed = try XCTUnwrap(Kernels.allowedCPUs)
         let cpu = try XCTUnwrap(allowed.last)
-        let ctx = try ZMQContext()
-        let router = try Socket(ctx, type: .router)
-        defer { router.close(); ctx.shutdown() }
-        try router.set(.receiveTimeout(milliseconds: 500))
-        try router.bind("tcp://127.0.0.1:*")
-        let p = Process()
-        p.executableURL = try ClusterHarness.executable("jamba-worker")
-        p.arguments = ["--model", ClusterHarness.fixture("tiny-b"), "--coordinator", try router.lastEndpoint, "--name", "pinned",
-                       "--cpus", "\(cpu)"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
+        let lone = try LoneWorker(model: ClusterHarness.fixture("tiny-b"), name: "pinned", extra: ["--cpus", "\(cpu)"])
+        defer { lone.stop() }
+        let (router, p) = (lone.router, lone.process)
         // Its Register message means the ZeroMQ context (and its I/O thread) exists.
         let deadline = Date().addingTimeInterval(20)
         var registered = false

@@ -30,18 +30,9 @@ final class WorkerProtocolTests: XCTestCase {
     }
 
     func testWorkerAnswersBadRequestsWithTypedErrorsAndKeepsServing() throws {
-        let ctx = try ZMQContext()
-        let router = try Socket(ctx, type: .router)
-        defer { router.close(); ctx.shutdown() }
-        try router.set(.receiveTimeout(milliseconds: 500))
-        try router.bind("tcp://127.0.0.1:*")
-        let p = Process()
-        p.executableURL = try ClusterHarness.executable("jamba-worker")
-        p.arguments = ["--model", Self.model, "--coordinator", try router.lastEndpoint, "--name", "solo"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
+        let lone = try LoneWorker(model: Self.model, name: "solo")
+        defer { lone.stop() }
+        let router = lone.router
 
         let (id, first) = try next(router)
         guard case .register(let reg) = first.msg else { return XCTFail("first message must be Register") }
