@@ -166,7 +166,7 @@ public final class CoordinatorService {
             try? window.record(layer: layer, expertCounts: padded, at: t)
         }
         for (w, rows, busy) in stats.served {
-            link.registry[w]?.rowsServed += UInt64(rows)
+            link.registry[w]?.rowsServed += rows
             link.registry[w]?.busyMicros += UInt64(busy * 1e6)
             try? workerWindow.record(worker: w, rows: rows, busySeconds: busy, at: t)
             if let s = workerWindow.speed(of: w, now: t), s > 0 { stats.speed[w] = s }

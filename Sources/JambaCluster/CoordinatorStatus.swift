@@ -32,7 +32,7 @@ extension CoordinatorService {
             ws.residentBytes = w.residentBytes
             ws.queueDepth = UInt32(max(0, w.inFlight))
             ws.msSinceHeartbeat = UInt64(max(0, now.timeIntervalSince(w.lastHeard) * 1000))
-            ws.rowsServed = w.rowsServed
+            ws.rowsServed = UInt64(w.rowsServed.rounded())
             ws.busyMicros = w.busyMicros
             return ws
         }

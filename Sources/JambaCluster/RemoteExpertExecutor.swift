@@ -283,7 +283,9 @@ struct RemoteExpertExecutor: ExpertExecutor {
             case let .failed(e): throw ClusterError(e)
             }
         }
-        stats.served.append((sent.worker, expected.reduce(0) { $0 + $1.rows }, Double(reply.computeMicros) / 1e6))
+        // A slice is 1/slices of its expert (the halves are equal up to a 16-column rounding).
+        let rows = zip(sent.parts, expected).reduce(0.0) { $0 + Double($1.1.rows) / ($1.0.slice == 0 ? 1 : Double(slices)) }
+        stats.served.append((sent.worker, rows, Double(reply.computeMicros) / 1e6))
         stats.timings.workerComputeMs += Double(reply.computeMicros) / 1000
         stats.layerSlowestMs = max(stats.layerSlowestMs, Double(reply.computeMicros) / 1000)
     }

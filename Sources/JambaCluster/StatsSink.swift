@@ -6,7 +6,9 @@ import JambaWire
 /// and the status report by the coordinator afterwards. Lives on the coordinator's thread only.
 final class StatsSink {
     var routed: [(layer: Int, counts: [Int])] = []
-    var served: [(worker: WorkerID, rows: Int, busySeconds: Double)] = []
+    /// Per answered request: token rows × the share of each expert computed (a slice of an expert cut in two
+    /// counts half its rows), so a worker computing halves is not credited with whole experts.
+    var served: [(worker: WorkerID, rows: Double, busySeconds: Double)] = []
     /// Rows per second per worker, from the statistics window; dispatch and placement read it.
     var speed: [WorkerID: Double] = [:]
     var timings = Jamba_V1_StepTimings()

@@ -12,7 +12,9 @@ public struct WorkerCore {
     public private(set) var store: ExpertStore
     /// The assignment epoch whose experts are loaded.
     public private(set) var epoch: UInt64 = 0
-    public private(set) var rowsServed: UInt64 = 0
+    /// Token rows computed, summed over experts; a slice counts its share of the expert's rows.
+    public var rowsServed: UInt64 { UInt64(rowsComputed.rounded()) }
+    private var rowsComputed = 0.0
     public private(set) var busyMicros: UInt64 = 0
     private var scratch: MLPScratch
     public let maxTensorBytes: Int
@@ -98,7 +100,7 @@ public struct WorkerCore {
             } else {
                 mlp.partial(input.rows, slice: Int(input.slice) - 1, into: &out, scratch: &scratch)  // one slice's partial [n, H]
             }
-            rowsServed += UInt64(input.rows.rows)
+            rowsComputed += Double(input.rows.rows) / (input.slice == 0 ? 1 : Double(mlp.sliceCount))
             outcomes.append(.output(out))
             perExpert.append((DispatchTime.now().uptimeNanoseconds - t0) / 1000)
         }

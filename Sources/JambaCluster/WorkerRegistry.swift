@@ -23,7 +23,8 @@ public struct WorkerRecord: Sendable {
     public var readyEpoch: UInt64 = 0
     public var lastHeard = Date()
     public var residentBytes: UInt64 = 0
-    public var rowsServed: UInt64 = 0
+    /// Token rows computed, a slice counting its share of the expert (see `StatsSink.served`).
+    public var rowsServed: Double = 0
     public var busyMicros: UInt64 = 0
     /// Expert batch requests sent and not yet answered.
     public var inFlight = 0

@@ -160,9 +160,10 @@ public struct WorkerStatsWindow: Sendable {
     /// One answered request: `rows` rows computed in `busySeconds` of compute time (not wall time
     /// including the network, so that speed measures the worker, not the link). Backward timestamps are
     /// clamped to the latest, as in `RoutingWindow`.
-    public mutating func record(worker: WorkerID, rows: Int, busySeconds: Double, at: Double) throws {
+    /// `rows` may be fractional: a slice of an expert counts its share of the expert's rows.
+    public mutating func record(worker: WorkerID, rows: Double, busySeconds: Double, at: Double) throws {
         guard at.isFinite else { throw SchedulerError.invalidTimestamp(at) }
-        guard rows >= 0 else { throw SchedulerError.invalidParameter(name: "rows", value: Double(rows)) }
+        guard rows.isFinite, rows >= 0 else { throw SchedulerError.invalidParameter(name: "rows", value: rows) }
         guard busySeconds.isFinite, busySeconds >= 0 else {
             throw SchedulerError.invalidParameter(name: "busySeconds", value: busySeconds)
         }
@@ -171,7 +172,7 @@ public struct WorkerStatsWindow: Sendable {
         // Only this worker's list is trimmed here (bounded by maxSamples, so removeFirst is cheap);
         // other workers age out when the window is read.
         var list = samples[worker] ?? []
-        list.append(Sample(at: now, rows: Double(rows), busy: busySeconds))
+        list.append(Sample(at: now, rows: rows, busy: busySeconds))
         if list.count > maxSamples { list.removeFirst(list.count - maxSamples) }
         if let keep = list.firstIndex(where: { $0.at >= now - maxAge }), keep > 0 { list.removeFirst(keep) }
         samples[worker] = list

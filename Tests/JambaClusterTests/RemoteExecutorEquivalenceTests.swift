@@ -97,6 +97,7 @@ final class RemoteExecutorEquivalenceTests: XCTestCase {
         let lastRows = (0..<tokens.count).map { i in tokens[..<i].map(\.count).reduce(0, +) + tokens[i].count - 1 }
         var na = lastRows.map { [Sampler.argmax(a.logits.row($0))] }
         var nb = na
+        stats.served.removeAll()
         for _ in 0..<10 {
             let ra = try model.forward(tokens: na, states: &s1, executor: &remote, scratch: &scratch)
             let rb = try model.forward(tokens: nb, states: &s2, executor: &local, scratch: &scratch)
@@ -107,6 +108,12 @@ final class RemoteExecutorEquivalenceTests: XCTestCase {
             XCTAssertEqual(stepDiff, 0, "decode step logits differ from in-process by \(stepDiff)")
         }
         print("[equivalence] decode: \(stats.slicedParts) expert slices computed apart; logits bit-identical to in-process")
+        // Rows served count a slice as its share of the expert: over the 10 steps they add up to tokens × top-k ×
+        // MoE layers exactly, however the experts were split.
+        let served = stats.served.reduce(0.0) { $0 + $1.rows }
+        let routed = Double(10 * tokens.count * c.numExpertsPerTok * c.moeLayers.count)
+        print("[equivalence] decode rows served \(served), rows routed \(routed) (must be equal)")
+        XCTAssertEqual(served, routed, accuracy: 1e-9)
         XCTAssertGreaterThan(stats.slicedParts, 0, "no expert was split into slices: the sliced path went untested")
     }
 }

@@ -127,5 +127,11 @@ final class WindowTests: XCTestCase {
         XCTAssertEqual(s.stats().keys.sorted(), ["a", "c"], "b aged out")
         XCTAssertEqual(s.stats(now: 100), [:])
         XCTAssertThrowsError(try s.record(worker: "a", rows: -1, busySeconds: 1, at: 13))
+        XCTAssertThrowsError(try s.record(worker: "a", rows: .nan, busySeconds: 1, at: 13))
+        // Half an expert's rows (one slice of two) count half.
+        var h = try WorkerStatsWindow(maxAge: 10)
+        try h.record(worker: "a", rows: 2.5, busySeconds: 0.5, at: 0)
+        try h.record(worker: "a", rows: 1.5, busySeconds: 0.5, at: 1)
+        XCTAssertEqual(h.speed(of: "a"), 4)
     }
 }
