@@ -39,7 +39,9 @@ struct BenchBalance: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let vocab = try JambaConfig.load(directory: URL(fileURLWithPath: model)).vocabSize
-            let cluster = try LocalCluster(model: model, workers: workers, threads: threads, coordinatorArgs: [
+            // Threads divided among the workers, so each is a share of the machine and the planner's balance shows.
+            let cluster = try LocalCluster(model: model, workers: workers, threads: threads,
+                                           workerThreads: max(1, threads / max(1, workers)), coordinatorArgs: [
                 "--placement", "round-robin", "--spare-slots", "\(spareSlots)", "--auto-rebalance", "0"])
             defer { cluster.stop() }
             let clientEP = cluster.clientEndpoint

@@ -23,10 +23,16 @@ final class LocalCluster {
 
     init(model: String, workers: Int, threads: Int, workerThreads: Int? = nil, pinWorkers: Bool = false,
          coordinatorArgs: [String] = [], workerArgs: [String] = []) throws {
+        // Workers share this machine's cores. By default each gets all of them and every expert: the coordinator
+        // then sees workers on the same cores and gives each layer step to one of them, in turn, which uses every
+        // core without a second round trip (Dispatch.preferOnePerSharedCores). With fewer threads each (e.g.
+        // --cluster-worker-threads 1) the workers split every step, as workers on separate machines do.
+        let workerThreads = workerThreads ?? threads
+        let replicas = workerThreads >= threads && workers > 1 ? ["--spare-slots", "\(workers - 1)"] : []
         let coord = Process()
         coord.executableURL = Self.binary("jamba-coordinator")
         coord.arguments = ["--model", model, "--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint", "tcp://127.0.0.1:*",
-                           "--min-workers", "\(workers)", "--threads", "\(threads)", "--log-level", "warning"] + coordinatorArgs
+                           "--min-workers", "\(workers)", "--threads", "\(threads)", "--log-level", "warning"] + replicas + coordinatorArgs
         let out = Pipe()
         coord.standardOutput = out
         try coord.run()
@@ -39,9 +45,6 @@ final class LocalCluster {
         }
         clientEndpoint = banner[2].trimmingCharacters(in: CharacterSet(charactersIn: ","))
         let workerEndpoint = banner[4].trimmingCharacters(in: .whitespacesAndNewlines)
-        // Workers share this machine's cores: together they get `threads`, not `threads` each (oversubscribed
-        // spinning threads would slow every process down).
-        let workerThreads = workerThreads ?? max(1, threads / max(1, workers))
         // Pinned, each worker's network thread wakes on the worker's own (idle, waiting) core; unpinned, this VM's
         // scheduler often queues it behind the other worker's compute while a core idles (bench/cluster-overheads.md).
         let pins = pinWorkers ? Self.workerCPUs(workers: workers, workerThreads: workerThreads, allowed: Kernels.allowedCPUs ?? []) : nil

@@ -56,7 +56,8 @@ extension CoordinatorService {
         }
         let slots = max(1, Int(r.capacity.expertSlots))
         let rec = link.registry.register(identity: identity, name: r.workerName.isEmpty ? "worker" : r.workerName,
-                                         address: r.address, slots: slots, threads: Int(r.capacity.threads), now: Date())
+                                         address: r.address, slots: slots, threads: Int(r.capacity.threads),
+                                         hostID: r.hostID, cpus: Set(r.cpus.map { Int($0) }), now: Date())
         log.info("worker registered", metadata: ["worker": "\(rec.name)", "address": "\(rec.address)", "slots": "\(slots)",
                                                  "threads": "\(rec.threads)", "workers_up": "\(link.registry.up.count)"])
         placement.abandon()

@@ -169,7 +169,11 @@ struct RemoteExpertExecutor: ExpertExecutor {
         let perWorker: [(key: WorkerID, value: [Pending])]
         do {
             let experts = pending.map { JambaScheduler.ExpertRows(expert: keyOf($0), rows: $0.rows.count) }
-            let assignment = link.registry.routableAssignment
+            // Workers sharing cores take a layer step one at a time, in turn (`step` counts layer calls).
+            let assignment = Dispatch.preferOnePerSharedCores(
+                experts: experts, assignment: link.registry.routableAssignment,
+                hosts: Dictionary(uniqueKeysWithValues: link.registry.live.map { ($0.id, $0.host) }),
+                available: Set(state.keys), rotation: Int(truncatingIfNeeded: step))
             // Decode: every expert has a few rows and costs what streaming its weights costs; balance expert
             // costs, in slices when the model has them (and on a retry, whole). Prefill: balance rows, splitting
             // large experts between replicas.

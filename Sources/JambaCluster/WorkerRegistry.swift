@@ -15,6 +15,8 @@ public struct WorkerRecord: Sendable {
     public var state: State = .joining
     public var slots: Int
     public var threads: Int
+    /// Its machine and CPUs (Register.host_id, cpus): workers sharing cores are dispatched one at a time.
+    public var host = WorkerHost(host: "", cpus: [], threads: 0)
     /// The experts of the last assignment sent, and its epoch.
     public var assigned: Set<ExpertKey> = []
     public var assignedEpoch: UInt64 = 0
@@ -57,9 +59,11 @@ public struct WorkerRegistry: Sendable {
 
     /// Adds a worker after a valid Register. A name seen before from a lost worker is a new record: the
     /// process restarted and holds nothing.
-    public mutating func register(identity: [UInt8], name: String, address: String, slots: Int, threads: Int, now: Date) -> WorkerRecord {
+    public mutating func register(identity: [UInt8], name: String, address: String, slots: Int, threads: Int,
+                                  hostID: String = "", cpus: Set<Int> = [], now: Date) -> WorkerRecord {
         let id = Self.id(of: identity)
-        let rec = WorkerRecord(identity: identity, id: id, name: name, address: address, slots: slots, threads: threads, lastHeard: now)
+        var rec = WorkerRecord(identity: identity, id: id, name: name, address: address, slots: slots, threads: threads, lastHeard: now)
+        rec.host = WorkerHost(host: hostID, cpus: cpus, threads: threads)
         workers[id] = rec
         return rec
     }

@@ -118,6 +118,8 @@ public final class WorkerService {
         r.modelFingerprint = fingerprint
         r.workerName = settings.name
         r.address = ProcessInfo.processInfo.hostName
+        r.hostID = Self.hostID
+        r.cpus = (Kernels.allowedCPUs ?? []).map { UInt32($0) }
         var cap = Jamba_V1_WorkerCapacity()
         cap.memoryBytes = UInt64(ProcessInfo.processInfo.physicalMemory)
         cap.threads = UInt32(settings.threads)
@@ -126,6 +128,16 @@ public final class WorkerService {
         lastRegister = Date()
         try send(.register(r))
     }
+
+    /// The machine: Linux's boot id is shared by every process and container on one kernel, so it also tells
+    /// apart two hosts that happen to have the same name; elsewhere the host name.
+    static let hostID: String = {
+        if let id = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8) {
+            let trimmed = id.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !trimmed.isEmpty { return "boot:" + trimmed }
+        }
+        return "name:" + ProcessInfo.processInfo.hostName
+    }()
 
     /// Slots that fit in 80% of physical memory at this model's f32 expert size.
     private func defaultSlots() -> Int {

@@ -1,6 +1,7 @@
 // RemoteExecutorEquivalenceTests: the model's logits through real workers over ZeroMQ equal the in-process run.
 import Foundation
 @testable import JambaCluster
+import JambaLoader
 import JambaMath
 import JambaModel
 import JambaScheduler
@@ -14,69 +15,10 @@ final class RemoteExecutorEquivalenceTests: XCTestCase {
     /// third copy of expert 0 on both (so rows get split between replicas): full-forward logits of a ragged batch
     /// must match the LocalExpertExecutor within 1e-5, and do so exactly for greedy decoding.
     func testRemoteLogitsMatchLocal() throws {
-        let dir = URL(fileURLWithPath: ClusterHarness.fixture("tiny-b"))
-        let (model, ck) = try JambaModel.load(directory: dir)
+        let pair = try TwoWorkers(fixture: "tiny-b") { w, e in e % 2 == w || e == 0 }
+        defer { pair.stop() }
+        let (model, ck, link) = (pair.model, pair.checkpoint, pair.link)
         let c = model.config
-        let ctx = try ZMQContext()
-        let router = try Socket(ctx, type: .router)
-        defer { router.close(); ctx.shutdown() }
-        try router.set(.routerMandatory(true))
-        try router.bind("tcp://127.0.0.1:*")
-        let endpoint = try router.lastEndpoint
-        var logger = Logger(label: "test")
-        logger.logLevel = .error
-        let link = WorkerLink(socket: router, heartbeatTimeout: 10, log: logger, maxMessageBytes: WireCodec.defaultMaxMessageBytes)
-
-        let stop = try StopSignal()
-        var threads: [Thread] = []
-        for name in ["left", "right"] {
-            // Each service is created on its own thread: its socket belongs to the thread that uses it.
-            let settings = WorkerSettings(modelDirectory: dir, coordinator: endpoint, name: name, threads: 1)
-            let log = logger
-            let t = Thread { try? WorkerService(settings: settings, logger: log).run(stop: stop) }
-            t.start()
-            threads.append(t)
-        }
-        defer { stop.trigger() }
-
-        // Register both, then give each half of the experts plus expert 0 of every layer on both.
-        let poller = Poller()
-        _ = try poller.add(router)
-        var ids: [[UInt8]] = []
-        let deadline = Date().addingTimeInterval(20)
-        while ids.count < 2 && Date() < deadline {
-            _ = try poller.poll(timeoutMilliseconds: 100)
-            link.drain()
-            for m in link.takeDeferred() {
-                guard case .register(let r) = m.message.msg else { continue }
-                _ = link.registry.register(identity: m.identity, name: r.workerName, address: "", slots: 64, threads: 1, now: Date())
-                ids.append(m.identity)
-            }
-        }
-        XCTAssertEqual(ids.count, 2)
-        for (w, identity) in ids.enumerated() {
-            var keys = Set<ExpertKey>()
-            for l in c.moeLayers { for e in 0..<c.numExperts where e % 2 == w || e == 0 { keys.insert(ExpertKey(layer: l, expert: e)) } }
-            let id = WorkerRegistry.id(of: identity)
-            link.registry[id]?.assigned = keys
-            link.registry[id]?.assignedEpoch = 1
-            link.send(.assignment(WireConversions.assignment(epoch: 1, experts: keys)), to: identity)
-        }
-        var ready = 0
-        while ready < 2 && Date() < deadline {
-            _ = try poller.poll(timeoutMilliseconds: 100)
-            link.drain()
-            for m in link.takeDeferred() {
-                guard case .ready(let r) = m.message.msg else { continue }
-                let id = WorkerRegistry.id(of: m.identity)
-                link.registry[id]?.held = WireConversions.keys(r.held)
-                link.registry[id]?.readyEpoch = r.epoch
-                link.registry[id]?.state = .live
-                ready += 1
-            }
-        }
-        XCTAssertTrue(link.registry.covers(layers: c.moeLayers, numExperts: c.numExperts))
-
         let stats = StatsSink()
         let slices = MLP.sliceBounds(intermediate: c.intermediateSize).count - 1
         XCTAssertEqual(slices, 2, "the fixture should have two slices per expert, or slicing goes untested")
@@ -115,5 +57,119 @@ final class RemoteExecutorEquivalenceTests: XCTestCase {
         print("[equivalence] decode rows served \(served), rows routed \(routed) (must be equal)")
         XCTAssertEqual(served, routed, accuracy: 1e-9)
         XCTAssertGreaterThan(stats.slicedParts, 0, "no expert was split into slices: the sliced path went untested")
+    }
+}
+
+extension RemoteExecutorEquivalenceTests {
+    /// Two workers reporting the same host and CPU, each holding every expert: every layer step goes whole to one
+    /// of them (nothing is split between them), they take turns, and the logits stay bit-identical to in-process.
+    func testWorkersSharingCoresTakeLayerStepsInTurn() throws {
+        let pair = try TwoWorkers(fixture: "tiny-b", host: { _ in ("host-a", [0]) }) { _, _ in true }
+        defer { pair.stop() }
+        let (model, ck, link) = (pair.model, pair.checkpoint, pair.link)
+        let c = model.config
+        let stats = StatsSink()
+        let slices = MLP.sliceBounds(intermediate: c.intermediateSize).count - 1
+        var remote = try RemoteExpertExecutor(link: link, hidden: c.hiddenSize, slices: slices, requestTimeout: 10, stats: stats)
+        var local = LocalExpertExecutor(experts: try ExpertStore.load(ExpertStore.allIDs(c), from: ck, config: c))
+        let tokens = Array(testPrompts.prefix(4))
+        var s1 = tokens.map { _ in SequenceState(config: c) }, s2 = s1
+        var scratch = ForwardScratch(config: c)
+        var na = tokens, nb = tokens
+        for step in 0..<6 {
+            stats.served.removeAll()
+            let ra = try model.forward(tokens: na, states: &s1, executor: &remote, scratch: &scratch)
+            let rb = try model.forward(tokens: nb, states: &s2, executor: &local, scratch: &scratch)
+            let diff = zip(ra.logits.storage, rb.logits.storage).map { abs($0 - $1) }.max() ?? 1
+            XCTAssertEqual(diff, 0, "step \(step): logits differ from in-process by \(diff)")
+            na = (0..<tokens.count).map { [Sampler.argmax(ra.logits.row($0))] }
+            nb = (0..<tokens.count).map { [Sampler.argmax(rb.logits.row($0))] }
+            // One reply per MoE layer, so one worker per layer call; consecutive calls alternate.
+            let order = stats.served.map(\.worker)
+            XCTAssertEqual(order.count, c.moeLayers.count, "step \(step): \(order.count) replies for \(c.moeLayers.count) MoE layers")
+            XCTAssertEqual(Set(order).count, min(2, c.moeLayers.count), "step \(step): both workers should take turns")
+            for (a, b) in zip(order, order.dropFirst()) { XCTAssertNotEqual(a, b, "step \(step): one worker took two layers in a row") }
+        }
+        print("[equivalence] workers sharing cores: every layer step went whole to one worker, in turn; logits bit-identical")
+        XCTAssertEqual(stats.slicedParts, 0, "an expert was split between workers that share cores")
+    }
+}
+
+/// Two in-process WorkerServices on real sockets behind a test-held ROUTER, registered with `host` and holding,
+/// in every MoE layer, the experts `holds(worker, expert)` says.
+private struct TwoWorkers {
+    let model: JambaModel
+    let checkpoint: Checkpoint
+    let link: WorkerLink
+    private let ctx: ZMQContext
+    private let router: Socket
+    private let signal: StopSignal
+
+    init(fixture: String, host: (Int) -> (String, Set<Int>) = { _ in ("", []) }, holds: (Int, Int) -> Bool) throws {
+        let dir = URL(fileURLWithPath: ClusterHarness.fixture(fixture))
+        (model, checkpoint) = try JambaModel.load(directory: dir)
+        let c = model.config
+        ctx = try ZMQContext()
+        router = try Socket(ctx, type: .router)
+        try router.set(.routerMandatory(true))
+        try router.bind("tcp://127.0.0.1:*")
+        let endpoint = try router.lastEndpoint
+        var logger = Logger(label: "test")
+        logger.logLevel = .error
+        link = WorkerLink(socket: router, heartbeatTimeout: 10, log: logger, maxMessageBytes: WireCodec.defaultMaxMessageBytes)
+
+        signal = try StopSignal()
+        for name in ["left", "right"] {
+            // Each service is created on its own thread: its socket belongs to the thread that uses it.
+            let settings = WorkerSettings(modelDirectory: dir, coordinator: endpoint, name: name, threads: 1)
+            let (log, stop) = (logger, signal)
+            Thread { try? WorkerService(settings: settings, logger: log).run(stop: stop) }.start()
+        }
+
+        // Register both (in arrival order: worker 0 and 1), then send each its experts.
+        let poller = Poller()
+        _ = try poller.add(router)
+        var ids: [[UInt8]] = []
+        let deadline = Date().addingTimeInterval(20)
+        while ids.count < 2 && Date() < deadline {
+            _ = try poller.poll(timeoutMilliseconds: 100)
+            link.drain()
+            for m in link.takeDeferred() {
+                guard case .register(let r) = m.message.msg else { continue }
+                let (hostID, cpus) = host(ids.count)
+                _ = link.registry.register(identity: m.identity, name: r.workerName, address: "", slots: 64, threads: 1,
+                                           hostID: hostID, cpus: cpus, now: Date())
+                ids.append(m.identity)
+            }
+        }
+        XCTAssertEqual(ids.count, 2)
+        for (w, identity) in ids.enumerated() {
+            var keys = Set<ExpertKey>()
+            for l in c.moeLayers { for e in 0..<c.numExperts where holds(w, e) { keys.insert(ExpertKey(layer: l, expert: e)) } }
+            let id = WorkerRegistry.id(of: identity)
+            link.registry[id]?.assigned = keys
+            link.registry[id]?.assignedEpoch = 1
+            link.send(.assignment(WireConversions.assignment(epoch: 1, experts: keys)), to: identity)
+        }
+        var ready = 0
+        while ready < 2 && Date() < deadline {
+            _ = try poller.poll(timeoutMilliseconds: 100)
+            link.drain()
+            for m in link.takeDeferred() {
+                guard case .ready(let r) = m.message.msg else { continue }
+                let id = WorkerRegistry.id(of: m.identity)
+                link.registry[id]?.held = WireConversions.keys(r.held)
+                link.registry[id]?.readyEpoch = r.epoch
+                link.registry[id]?.state = .live
+                ready += 1
+            }
+        }
+        XCTAssertTrue(link.registry.covers(layers: c.moeLayers, numExperts: c.numExperts))
+    }
+
+    func stop() {
+        signal.trigger()
+        router.close()
+        ctx.shutdown()
     }
 }

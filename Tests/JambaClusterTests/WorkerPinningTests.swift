@@ -42,12 +42,15 @@ final class WorkerPinningTests: XCTestCase {
         let (router, p) = (lone.router, lone.process)
         // Its Register message means the ZeroMQ context (and its I/O thread) exists.
         let deadline = Date().addingTimeInterval(20)
-        var registered = false
-        while !registered, Date() < deadline {
+        var registered: Jamba_V1_Register?
+        while registered == nil, Date() < deadline {
             guard let frames = try router.receiveMultipart(), frames.count == 2 else { continue }
-            if case .register = try Jamba_V1_WorkerToCoordinator.parse(frames[1]).msg { registered = true }
+            if case .register(let r) = try Jamba_V1_WorkerToCoordinator.parse(frames[1]).msg { registered = r }
         }
-        XCTAssertTrue(registered, "the pinned worker registers")
+        let reg = try XCTUnwrap(registered, "the pinned worker registers")
+        // It reports the CPUs it was pinned to, which is what tells the coordinator whether workers share cores.
+        XCTAssertEqual(reg.cpus, [UInt32(cpu)])
+        XCTAssertFalse(reg.hostID.isEmpty)
         let threads = try threadCPUs(p.processIdentifier)
         print("[pinning] worker --cpus \(cpu): threads and their allowed CPUs: \(threads.sorted { $0.key < $1.key })")
         XCTAssertTrue(threads.keys.contains { $0.hasSuffix("ZMQbg/IO/0") }, "libzmq's I/O thread is among them")

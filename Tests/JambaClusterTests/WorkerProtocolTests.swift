@@ -38,6 +38,9 @@ final class WorkerProtocolTests: XCTestCase {
         guard case .register(let reg) = first.msg else { return XCTFail("first message must be Register") }
         XCTAssertEqual(reg.protocolVersion, jambaProtocolVersion)
         XCTAssertEqual(reg.workerName, "solo")
+        // Where it runs: the coordinator groups workers that share cores by these.
+        XCTAssertTrue(reg.hostID.hasPrefix("boot:") || reg.hostID.hasPrefix("name:"), "host id \(reg.hostID)")
+        XCTAssertEqual(reg.cpus.map { Int($0) }, Kernels.allowedCPUs ?? [])
         var a = Jamba_V1_Assignment()
         a.epoch = 7
         var le = Jamba_V1_LayerExperts()

@@ -58,6 +58,15 @@ public nonisolated struct Jamba_V1_Register: Sendable {
   /// ZeroMQ routing id, never this string.
   public var address: String = String()
 
+  /// The machine the worker runs on (Linux: the kernel's boot id, shared by every process and container on it;
+  /// elsewhere the host name). Empty = unknown.
+  public var hostID: String = String()
+
+  /// CPUs the worker's threads may run on (its affinity mask; empty = unknown). Workers on one host whose CPUs
+  /// overlap compete for the same cores: the coordinator then gives each layer step to one of them instead of
+  /// splitting it, when each runs enough threads to use all of those cores.
+  public var cpus: [UInt32] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -326,7 +335,7 @@ fileprivate nonisolated let _protobuf_package = "jamba.v1"
 
 nonisolated extension Jamba_V1_Register: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Register"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}worker_name\0\u{1}capacity\0\u{1}address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}worker_name\0\u{1}capacity\0\u{1}address\0\u{3}host_id\0\u{1}cpus\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -339,6 +348,8 @@ nonisolated extension Jamba_V1_Register: SwiftProtobuf.Message, SwiftProtobuf._M
       case 3: try { try decoder.decodeSingularStringField(value: &self.workerName) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._capacity) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 7: try { try decoder.decodeRepeatedUInt32Field(value: &self.cpus) }()
       default: break
       }
     }
@@ -364,6 +375,12 @@ nonisolated extension Jamba_V1_Register: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.address.isEmpty {
       try visitor.visitSingularStringField(value: self.address, fieldNumber: 5)
     }
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 6)
+    }
+    if !self.cpus.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.cpus, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -373,6 +390,8 @@ nonisolated extension Jamba_V1_Register: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.workerName != rhs.workerName {return false}
     if lhs._capacity != rhs._capacity {return false}
     if lhs.address != rhs.address {return false}
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.cpus != rhs.cpus {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
