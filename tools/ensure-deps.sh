@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# ensure-deps.sh: installs the C libraries the build links (libzmq, OpenBLAS) when missing, or says how to.
+# ensure-deps.sh: installs the C libraries the build links (libzmq, OpenBLAS) when missing, or says how to;
+# --with-protoc and --with-bible add protoc (proto/generate.sh) and the tokenizer benchmark's corpus.
 set -euo pipefail
 packages=(libzmq3-dev libopenblas-dev)
-[ "${1:-}" = "--with-protoc" ] && packages+=(protobuf-compiler)
+for opt in "$@"; do
+  case "$opt" in
+    --with-protoc) packages+=(protobuf-compiler) ;;
+    --with-bible) packages+=(bible-kjv) ;;  # the tokenizer benchmark's corpus (tools/tokenizer-bench)
+    *) echo "ensure-deps.sh: unknown option $opt" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
