@@ -100,7 +100,14 @@ struct ClusterBench {
                 sp.ignoreEos = true
                 job.sampling = sp
                 job.stream = false
-                results.set(i, try c.submit(job) { _ in })
+                // A job the cluster could not finish still ends with a final event (reason ERROR, after an error
+                // event); timing it would report infinite tokens/s, so it fails the run with the cluster's reason.
+                var reason: String?
+                let final = try c.submit(job) { ev in if case .error(let e) = ev.event { reason = e.message } }
+                guard final.finishReason != .error, final.completionTokens == UInt32(newTokens) else {
+                    throw ValidationError("job \(i) ended \(final.finishReason) after \(final.completionTokens) of \(newTokens) tokens: \(reason ?? "no reason given")")
+                }
+                results.set(i, final)
             } catch {
                 results.fail("\(error)")
             }
