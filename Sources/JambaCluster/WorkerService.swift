@@ -170,7 +170,10 @@ public final class WorkerService {
         }
         switch env.msg {
         case .request(let req):
-            try send(.reply(core.serve(req, queueMicros: 0)))
+            let reply = core.serve(req, queueMicros: 0)
+            // The pool's helpers stop spinning now: the coordinator's next layers run on these cores.
+            Kernels.parkPool()
+            try send(.reply(reply))
         case .assignment(let a):
             registered = true
             lastAck = Date()
