@@ -55,9 +55,13 @@ extension CoordinatorService {
             return
         }
         let slots = max(1, Int(r.capacity.expertSlots))
+        let cpus = WorkerRegistry.reportedCPUs(r.cpus)
+        if cpus.isEmpty && !r.cpus.isEmpty {
+            log.warning("worker reported too many CPUs; treating its CPUs as unknown", metadata: ["worker": "\(r.workerName)", "count": "\(r.cpus.count)"])
+        }
         let rec = link.registry.register(identity: identity, name: r.workerName.isEmpty ? "worker" : r.workerName,
                                          address: r.address, slots: slots, threads: Int(r.capacity.threads),
-                                         hostID: r.hostID, cpus: Set(r.cpus.map { Int($0) }), now: Date())
+                                         hostID: String(r.hostID.prefix(256)), cpus: cpus, now: Date())
         log.info("worker registered", metadata: ["worker": "\(rec.name)", "address": "\(rec.address)", "slots": "\(slots)",
                                                  "threads": "\(rec.threads)", "workers_up": "\(link.registry.up.count)"])
         placement.abandon()

@@ -68,6 +68,15 @@ public struct WorkerRegistry: Sendable {
         return rec
     }
 
+    /// Longest CPU list a Register may carry: more than any machine this runs on has CPUs.
+    public static let maxReportedCPUs = 4096
+
+    /// A Register's CPU list as a set. The list is only a hint for dispatch (which workers share cores), so one
+    /// longer than `maxReportedCPUs` counts as unknown (empty) rather than being grouped on every step.
+    public static func reportedCPUs(_ cpus: [UInt32]) -> Set<Int> {
+        cpus.count <= maxReportedCPUs ? Set(cpus.map { Int($0) }) : []
+    }
+
     /// Marks workers silent for longer than the timeout as lost; returns them.
     public mutating func expire(now: Date) -> [WorkerRecord] {
         var lost: [WorkerRecord] = []

@@ -157,3 +157,14 @@ final class WorkerProtocolTests: XCTestCase {
         XCTAssertEqual(try h.client().generate(testPrompts[1], maxTokens: 10).tokens, expected)
     }
 }
+
+final class ReportedCPUsTests: XCTestCase {
+    /// A worker's CPU list is a dispatch hint: kept as sent up to the limit, ignored (unknown) beyond it.
+    func testCPUListsBeyondTheLimitCountAsUnknown() {
+        XCTAssertEqual(WorkerRegistry.reportedCPUs([0, 1, 1, 3]), [0, 1, 3])
+        XCTAssertEqual(WorkerRegistry.reportedCPUs([]), [])
+        let tooMany = (0...UInt32(WorkerRegistry.maxReportedCPUs)).map { $0 }
+        XCTAssertEqual(WorkerRegistry.reportedCPUs(Array(tooMany.dropLast())).count, WorkerRegistry.maxReportedCPUs)
+        XCTAssertEqual(WorkerRegistry.reportedCPUs(tooMany), [], "\(tooMany.count) CPUs should count as unknown")
+    }
+}
