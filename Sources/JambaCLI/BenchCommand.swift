@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Weight precisions of the cluster runs (coordinator and workers).") var clusterDtypes = "f32"
     @Option(help: "Interleaved pairs (a single-process run, then a cluster run) for the 2-worker batch-8 ratio; 0: none.")
     var clusterPairs = 5
-    @Option(help: "Threads per worker in the cluster runs (default: --threads, each worker holding every expert, so that the workers, sharing this machine's cores, take layer steps in turn; fewer makes them split every step).")
+    @Option(help: "Threads per worker in the cluster runs (default: --threads, so that the workers, sharing this machine's cores, hold whole layers and take layer steps in turn; fewer makes them split every step).")
     var clusterWorkerThreads: Int?
     @Flag(help: "Pin each cluster worker to its own cores (jamba-worker --cpus) when their threads fit in this machine's (measured within noise here: bench/cluster-overheads.md).")
     var clusterPinWorkers = false

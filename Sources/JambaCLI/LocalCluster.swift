@@ -23,16 +23,16 @@ final class LocalCluster {
 
     init(model: String, workers: Int, threads: Int, workerThreads: Int? = nil, pinWorkers: Bool = false,
          coordinatorArgs: [String] = [], workerArgs: [String] = []) throws {
-        // Workers share this machine's cores. By default each gets all of them and every expert: the coordinator
-        // then sees workers on the same cores and gives each layer step to one of them, in turn, which uses every
-        // core without a second round trip (Dispatch.preferOnePerSharedCores). With fewer threads each (e.g.
-        // --cluster-worker-threads 1) the workers split every step, as workers on separate machines do.
+        // Workers share this machine's cores. By default each gets all of them: the coordinator then sees workers
+        // on the same cores, gives each whole layers, and sends each layer step to the one holding it, which uses
+        // every core without a second round trip (SharedCorePlacement, Dispatch.preferOnePerSharedCores). With
+        // fewer threads each (e.g. --cluster-worker-threads 1) the workers split every step, as workers on
+        // separate machines do.
         let workerThreads = workerThreads ?? threads
-        let replicas = workerThreads >= threads && workers > 1 ? ["--spare-slots", "\(workers - 1)"] : []
         let coord = Process()
         coord.executableURL = Self.binary("jamba-coordinator")
         coord.arguments = ["--model", model, "--client-endpoint", "tcp://127.0.0.1:*", "--worker-endpoint", "tcp://127.0.0.1:*",
-                           "--min-workers", "\(workers)", "--threads", "\(threads)", "--log-level", "warning"] + replicas + coordinatorArgs
+                           "--min-workers", "\(workers)", "--threads", "\(threads)", "--log-level", "warning"] + coordinatorArgs
         let out = Pipe()
         coord.standardOutput = out
         try coord.run()

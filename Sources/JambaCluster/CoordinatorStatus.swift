@@ -65,10 +65,13 @@ extension CoordinatorService {
         return s
     }
 
-    /// Expected max/mean per-worker load of the current routable assignment under the measured routing.
+    /// Expected max/mean per-worker load of the current routable assignment under the measured routing. Workers
+    /// taking layer steps in turn count as one (they never compute at the same time).
     func measuredImbalance() throws -> ImbalanceReport {
         let infos = placement.workerInfos(link.registry, speed: speed).filter { link.registry[$0.id]?.state == .live }
-        return try Imbalance.of(link.registry.routableAssignment, loads: try currentLoads(), workers: infos)
+        let groups = PlacementController.turnTakingGroups(link.registry)
+        return try Imbalance.of(SharedCorePlacement.merge(link.registry.routableAssignment, groups: groups), loads: try currentLoads(),
+                                workers: SharedCorePlacement.merge(infos, groups: groups))
     }
 
     /// Plans from the measured loads; applies the plan unless `dryRun` or it moves nothing.

@@ -51,12 +51,19 @@ struct PlacementController {
         }
     }
 
-    /// A plan from `loads`, starting from what the up workers are assigned now.
+    /// A plan from `loads`, starting from what the up workers are assigned now. Workers that take layer steps in
+    /// turn (sharing cores) are planned as one and given whole layers each.
     func plan(_ registry: WorkerRegistry, loads: LoadTable, speed: (WorkerID) -> Double) throws -> PlacementResult {
         let infos = workerInfos(registry, speed: speed)
         let current = registry.assignedAssignment
-        return try Placement.planDetailed(layers: layers, numExperts: numExperts, loads: loads, workers: infos,
-                                          current: current.copyCount == 0 ? nil : current)
+        return try Placement.planSharingCores(layers: layers, numExperts: numExperts, loads: loads, workers: infos,
+                                              current: current.copyCount == 0 ? nil : current,
+                                              turnTakingGroups: Self.turnTakingGroups(registry))
+    }
+
+    /// Up workers that share cores and take layer steps in turn (`Dispatch.turnTakingGroups`).
+    static func turnTakingGroups(_ registry: WorkerRegistry) -> [[WorkerID]] {
+        Dispatch.turnTakingGroups(Dictionary(uniqueKeysWithValues: registry.up.map { ($0.id, $0.host) }))
     }
 
     /// Starts applying `assignment`: phase 1 (adds only).

@@ -44,6 +44,16 @@ extension Dispatch {
         return groups.values.map { $0.sorted() }.sorted { $0[0] < $1[0] }
     }
 
+    /// The groups of two or more workers sharing cores in which every member runs at least as many threads as the
+    /// group has CPUs: any one of them can use all the cores, so they take layer steps in turn.
+    public static func turnTakingGroups(_ hosts: [WorkerID: WorkerHost]) -> [[WorkerID]] {
+        sharedCoreGroups(hosts).filter { group in
+            guard group.count > 1 else { return false }
+            let cpus = group.reduce(into: Set<Int>()) { $0.formUnion(hosts[$1]?.cpus ?? []) }
+            return !cpus.isEmpty && group.allSatisfy { (hosts[$0]?.threads ?? 0) >= cpus.count }
+        }
+    }
+
     /// The assignment to plan one layer step on when some workers share cores.
     ///
     /// Two workers on the same cores do not compute a step faster than one of them does: each gets half the
@@ -63,9 +73,7 @@ extension Dispatch {
         let present = hosts.filter { available.contains($0.key) }
         let routed = experts.filter { $0.rows > 0 }.map(\.expert)
         var drop: [WorkerID: Set<WorkerID>] = [:]  // chosen member -> the group's other members
-        for group in sharedCoreGroups(present) where group.count > 1 {
-            let cpus = group.reduce(into: Set<Int>()) { $0.formUnion(present[$1]?.cpus ?? []) }
-            guard !cpus.isEmpty, group.allSatisfy({ (present[$0]?.threads ?? 0) >= cpus.count }) else { continue }
+        for group in turnTakingGroups(present) {
             let held = { (w: WorkerID) in routed.filter { assignment.holders(of: $0).contains(w) }.count }
             let most = group.map(held).max() ?? 0
             guard most > 0 else { continue }
