@@ -1,5 +1,6 @@
 // LocalCluster: a coordinator and N workers as child processes on loopback ports, for the cluster benchmarks.
 import ArgumentParser
+import Dispatch
 import Foundation
 import JambaCluster
 import JambaMath
@@ -35,8 +36,10 @@ final class LocalCluster {
                            "--min-workers", "\(workers)", "--threads", "\(threads)", "--log-level", "warning"] + coordinatorArgs
         let out = Pipe()
         coord.standardOutput = out
+        Children.installCleanup()
         try coord.run()
         processes.append(coord)
+        Children.shared.add(coord.processIdentifier)
         // First stdout line: "jamba-coordinator: clients tcp://127.0.0.1:P, workers tcp://127.0.0.1:Q"
         let banner = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).components(separatedBy: " ")
         guard banner.count >= 5 else {
@@ -56,14 +59,51 @@ final class LocalCluster {
             w.standardOutput = FileHandle.nullDevice
             try w.run()
             processes.append(w)
+            Children.shared.add(w.processIdentifier)
         }
     }
 
     func stop() {
         for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        for p in processes { p.waitUntilExit() }
+        for p in processes {
+            p.waitUntilExit()
+            Children.shared.remove(p.processIdentifier)
+        }
         processes.removeAll()
     }
 
     deinit { stop() }
+}
+
+/// The daemons this process started and has not stopped. A SIGINT or SIGTERM (Ctrl-C, `timeout`, a CI step killed)
+/// ends this process without running `stop`; the handler kills them first, so no coordinator or worker outlives it.
+final class Children: @unchecked Sendable {
+    static let shared = Children()
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private var pids = Set<pid_t>()
+    private var sources: [DispatchSourceSignal] = []
+
+    func add(_ pid: pid_t) { lock.lock(); pids.insert(pid); lock.unlock() }
+    func remove(_ pid: pid_t) { lock.lock(); pids.remove(pid); lock.unlock() }
+
+    /// Installs the SIGINT/SIGTERM handlers once.
+    static func installCleanup() {
+        shared.lock.lock()
+        defer { shared.lock.unlock() }
+        guard shared.sources.isEmpty else { return }
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)  // delivered to the dispatch source instead
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                shared.lock.lock()
+                let pids = shared.pids
+                shared.lock.unlock()
+                for pid in pids { kill(pid, SIGKILL) }
+                exit(128 + sig)
+            }
+            source.resume()
+            shared.sources.append(source)
+        }
+    }
 }
