@@ -42,9 +42,11 @@ void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const f
 /// One part of a job split across the pool.
 typedef void (*jc_part_fn)(void *ctx, int part);
 
-/// Runs fn(ctx, p) for p in [0, nparts): part 0 on the calling thread, the others on pool threads that spin
-/// briefly between jobs and then sleep. Returns once all parts are done. If another thread is using the pool,
-/// all parts run on the calling thread. Returns the number of parts run concurrently.
+/// Runs fn(ctx, 0) on the calling thread and fn(ctx, p), p in [1, nparts), on pool threads that spin briefly between
+/// jobs and then sleep. fn must take its work from a shared counter in ctx until none is left: the caller's call
+/// alone finishes the job when no helper joins in time, and a helper that wakes after the caller ran out of work
+/// does not join at all. Returns once the work is done and no helper is inside fn. If another thread is using the
+/// pool, the caller does all the work. Returns the number of threads that could take part.
 int jc_pool_run(int nparts, jc_part_fn fn, void *ctx);
 
 /// Tells the pool's spinning threads to sleep now rather than at the end of their spin: for a caller about to
