@@ -1,4 +1,4 @@
-// BenchCluster: the decode workloads through a real coordinator and N workers on loopback.
+// BenchCluster: the prefill and decode workloads through a real coordinator and N workers on loopback.
 import ArgumentParser
 import Foundation
 import JambaCluster
@@ -25,7 +25,7 @@ struct ClusterBench {
         let local: (UInt64) throws -> Double
     }
 
-    func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int, pairs: Pairs? = nil) throws -> [BenchReport.Row] {
+    func run(batches: [Int], newTokens: Int, repeats: Int, vocab: Int, prefillTokens: Int = 0, pairs: Pairs? = nil) throws -> [BenchReport.Row] {
         let dtypeArgs = ["--weights-dtype", dtype.rawValue]
         let cluster = try LocalCluster(model: model, workers: workers, threads: threads, workerThreads: workerThreads,
                                        pinWorkers: pinWorkers, coordinatorArgs: dtypeArgs, workerArgs: dtypeArgs)
@@ -39,12 +39,28 @@ struct ClusterBench {
             Thread.sleep(forTimeInterval: 0.2)
         }
         var rows: [BenchReport.Row] = []
+        if prefillTokens > 0 {
+            // One job with a long prompt and one new token: the coordinator's prefill (in its chunks), every MoE
+            // layer's rows sent to the workers. Time to first token is queue + prefill as the coordinator saw it.
+            _ = try runJobs(1, promptLen: prefillTokens, newTokens: 1, endpoint: clientEP, vocab: vocab, seed: 3)  // warm-up
+            var seconds: [Double] = [], ttfts: [Double] = []
+            for r in 0..<repeats {
+                let f = try runJobs(1, promptLen: prefillTokens, newTokens: 1, endpoint: clientEP, vocab: vocab, seed: UInt64(1 + r))[0]
+                seconds.append(f.prefillMs / 1000)
+                ttfts.append((f.queueMs + f.prefillMs) / 1000)
+            }
+            guard median(seconds) > 0 else { throw ValidationError("cluster prefill reported no time") }
+            rows.append(BenchReport.Row(mode: "cluster \(workers)w", dtype: dtype.rawValue, scenario: "prefill\(prefillTokens)", batch: 1,
+                                        tokensPerSecond: Double(prefillTokens) / median(seconds), ttftSeconds: median(ttfts),
+                                        samples: seconds.map { Double(prefillTokens) / $0 }))
+            log("cluster \(workers)w \(dtype) prefill \(prefillTokens): \(Int(Double(prefillTokens) / median(seconds))) tok/s")
+        }
         for b in batches where b > 0 {
-            _ = try runBatch(b, newTokens: 4, endpoint: clientEP, vocab: vocab, seed: 7)  // warm-up
+            _ = try runJobs(b, promptLen: 32, newTokens: 4, endpoint: clientEP, vocab: vocab, seed: 7)  // warm-up
             var rates: [Double] = [], ttfts: [Double] = []
             let before = try client.status().timings
             for r in 0..<repeats {
-                let finals = try runBatch(b, newTokens: newTokens, endpoint: clientEP, vocab: vocab, seed: UInt64(100 * r + b))
+                let finals = try runJobs(b, promptLen: 32, newTokens: newTokens, endpoint: clientEP, vocab: vocab, seed: UInt64(100 * r + b))
                 let decode = finals.map(\.decodeMs).max() ?? 0
                 rates.append(Double(b * (newTokens - 1)) / (decode / 1000))
                 ttfts.append(median(finals.map { ($0.queueMs + $0.prefillMs) / 1000 }))
@@ -71,7 +87,7 @@ struct ClusterBench {
                 for i in 0..<p.count {
                     let seed = UInt64(1000 + 100 * i + b)
                     let single = try p.local(seed)
-                    let finals = try runBatch(b, newTokens: newTokens, endpoint: clientEP, vocab: vocab, seed: seed)
+                    let finals = try runJobs(b, promptLen: 32, newTokens: newTokens, endpoint: clientEP, vocab: vocab, seed: seed)
                     let cluster = Double(b * (newTokens - 1)) / ((finals.map(\.decodeMs).max() ?? 0) / 1000)
                     ratios.append(cluster / single)
                     log("cluster \(workers)w \(dtype) decode b\(b) pair \(i + 1): single process \(String(format: "%.1f", single)) tok/s, cluster \(String(format: "%.1f", cluster)) tok/s, ratio \(String(format: "%.3f", cluster / single))")
@@ -85,15 +101,15 @@ struct ClusterBench {
 
     private func pct(_ x: Double?) -> String { x.map { String(format: "%.1f%%", 100 * $0) } ?? "-" }
 
-    /// `batch` concurrent jobs (one client thread each); returns their final events.
-    private func runBatch(_ batch: Int, newTokens: Int, endpoint: String, vocab: Int, seed: UInt64) throws -> [Jamba_V1_JobFinal] {
+    /// `batch` concurrent jobs (one client thread each) of `promptLen` random tokens; returns their final events.
+    private func runJobs(_ batch: Int, promptLen: Int, newTokens: Int, endpoint: String, vocab: Int, seed: UInt64) throws -> [Jamba_V1_JobFinal] {
         let results = FinalsBox(count: batch)
         runOnThreads(batch) { i in
             do {
                 let c = try ClusterClient(endpoint: endpoint, timeout: 120)
                 var job = Jamba_V1_SubmitJob()
                 var ids = Jamba_V1_TokenIds()
-                ids.ids = LocalBench.prompt(32, seed: seed + UInt64(i), vocab: vocab).map { Int32($0) }
+                ids.ids = LocalBench.prompt(promptLen, seed: seed + UInt64(i), vocab: vocab).map { Int32($0) }
                 job.tokens = ids
                 var sp = Jamba_V1_SamplingParams()
                 sp.maxTokens = UInt32(newTokens)

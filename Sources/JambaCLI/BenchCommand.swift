@@ -12,9 +12,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Repeats per scenario (the median is reported).") var repeats = 3
     @Option(help: "New tokens per decode run.") var newTokens = 128
     @Option(help: "Decode batch sizes.") var batches = "1,8,32"
-    @Option(help: "Prefill prompt length (0: no prefill run).") var prefillTokens = 512
+    @Option(help: "Prefill prompt length, single-process and cluster runs (0: no prefill run).") var prefillTokens = 512
     @Option(help: "Cluster runs with these worker counts (empty: none).") var clusterWorkers = "1,2"
-    @Option(help: "Cluster decode batch sizes.") var clusterBatches = "1,8"
+    @Option(help: "Cluster decode batch sizes.") var clusterBatches = "1,8,32"
     @Option(help: "Weight precisions of the single-process runs, smallest first (peak RSS is a lifetime maximum, so each figure includes the runs before it).")
     var dtypes = "bf16,f32"
     @Option(help: "Weight precisions of the cluster runs (coordinator and workers).") var clusterDtypes = "f32"
@@ -107,7 +107,7 @@ struct Bench: ParsableCommand {
                         try report.add(contentsOf: ClusterBench(model: modelOptions.model, workers: n, threads: threads, workerThreads: clusterWorkerThreads,
                                                                   pinWorkers: clusterPinWorkers,
                                                                   dtype: dtype, log: log)
-                            .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: vocab, pairs: pairs))
+                            .run(batches: cb, newTokens: newTokens, repeats: repeats, vocab: vocab, prefillTokens: prefillTokens, pairs: pairs))
                     }
                 }
             }
