@@ -149,25 +149,47 @@ void jc_pool_park(void) { atomic_store(&park, 1); }
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* The few-row product split over output columns. */
 
+/* Work handed out in chunks from a shared counter rather than in fixed parts: a thread that loses its core for a
+   while (to another process on the same cores, or an I/O thread) then costs the call only its current chunk,
+   because the others take the rest. */
+typedef struct {
+    _Atomic int next;
+    int count, chunk, nchunks;
+} chunks;
+
+/* [0, count) in chunks of a multiple of `align`, JC_CHUNKS_PER_THREAD per thread (one chunk for one thread). */
+static void chunks_init(chunks *c, int count, int nparts, int align) {
+    const int want = nparts <= 1 ? 1 : JC_CHUNKS_PER_THREAD * nparts;
+    c->count = count;
+    c->chunk = ((count + want - 1) / want + align - 1) / align * align;
+    if (c->chunk < align) c->chunk = align;
+    c->nchunks = (count + c->chunk - 1) / c->chunk;
+    atomic_init(&c->next, 0);
+}
+
+/* The next chunk [lo, hi); 0 when none is left. */
+static int chunks_take(chunks *c, int *lo, int *hi) {
+    const int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+    if (i >= c->nchunks) return 0;
+    *lo = i * c->chunk;
+    *hi = *lo + c->chunk < c->count ? *lo + c->chunk : c->count;
+    return 1;
+}
+
 typedef struct {
     int m, n, k, ldx, ldw, ldy, bf16, nparts, k0;  /* k0 > 0: the sum split at k0 (jc_gemm_few_rows_split) */
-    int chunk, nchunks;                             /* columns handed out `chunk` at a time */
-    _Atomic int next;
+    chunks cols;
     const float *x;
     const void *w;
     float *y, *tmp;
 } few_rows_job;
 
-/* Columns are handed out in chunks from a shared counter rather than in fixed halves: a thread that loses its core
-   for a while (to another process on the same cores, or an I/O thread) then costs the call only its current chunk,
-   because the others take the rest. Every output element is the same sum whichever thread computes it. */
+/* Every output element is the same sum whichever thread computes its chunk of columns. */
 static void few_rows_part(void *ctx, int p) {
     (void)p;
     few_rows_job *j = (few_rows_job *)ctx;
-    for (;;) {
-        const int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (c >= j->nchunks) return;
-        const int n0 = c * j->chunk, n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
+    int n0, n1;
+    while (chunks_take(&j->cols, &n0, &n1)) {
         if (j->k0 > 0) {
             jc_gemm_few_rows_split(j->bf16, j->m, n0, n1, j->k0, j->k, j->x, j->ldx, j->w, j->ldw, j->y, j->ldy,
                                    j->tmp + (size_t)j->m * n0);
@@ -186,24 +208,20 @@ void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int l
 
 void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const float *x, int ldx, const void *w, int bf16,
                                int ldw, float *y, int ldy, float *tmp) {
-    few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, k0 > 0 && k0 < k ? k0 : 0, 0, 0, 0, x, w, y, tmp};
+    few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, k0 > 0 && k0 < k ? k0 : 0, {0}, x, w, y, tmp};
     if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
     /* Chunks are a multiple of 12 weight rows (every kernel tile width, 1–4 or 6, divides it). */
-    const int want = j.nparts == 1 ? 1 : JC_CHUNKS_PER_THREAD * j.nparts;
-    j.chunk = ((n + want - 1) / want + 11) / 12 * 12;
-    if (j.chunk < 12) j.chunk = 12;
-    j.nchunks = (n + j.chunk - 1) / j.chunk;
-    atomic_init(&j.next, 0);
+    chunks_init(&j.cols, n, j.nparts, 12);
     jc_pool_run(j.nparts, few_rows_part, &j);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* The selective scan over a segment, channels split across the pool: each channel's state evolves on its own, so
-   a part runs all tokens for its channel range. */
+   a chunk of channels runs all tokens. */
 
 typedef struct {
-    int tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, chunk, nchunks;
-    _Atomic int next;
+    int tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y;
+    chunks work;
     const float *dt, *u, *z, *a, *bc, *d;
     float *h, *y;
 } scan_job;
@@ -211,10 +229,8 @@ typedef struct {
 static void scan_part(void *ctx, int p) {
     (void)p;
     scan_job *j = (scan_job *)ctx;
-    for (;;) {
-        const int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (c >= j->nchunks) return;
-        const int c0 = c * j->chunk, c1 = c0 + j->chunk < j->channels ? c0 + j->chunk : j->channels;
+    int c0, c1;
+    while (chunks_take(&j->work, &c0, &c1)) {
         for (int t = 0; t < j->tokens; t++) {
             const float *b = j->bc + (size_t)t * j->ld_bc;
             jc_scan_token(c0, c1, j->n, j->dt + (size_t)t * j->ld_dt, j->u + (size_t)t * j->ld_u, j->z + (size_t)t * j->ld_z,
@@ -226,17 +242,13 @@ static void scan_part(void *ctx, int p) {
 void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const float *dt, int ld_dt, const float *u, int ld_u,
                         const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
                         float *y, int ld_y) {
-    scan_job j = {tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, 0, 0, 0, dt, u, z, a, bc, d, h, y};
+    scan_job j = {tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, {0}, dt, u, z, a, bc, d, h, y};
     int nparts = threads < 1 ? 1 : threads;
     /* Below ~16 K state updates (a few µs) the hand-off costs more than it saves. */
     if ((long)tokens * channels * n < (1L << 14)) nparts = 1;
     if (nparts > JC_POOL_MAX + 1) nparts = JC_POOL_MAX + 1;
     /* Chunks of whole 8-channel vectors; each channel's state evolves on its own, so a chunk runs all tokens for
        its channels and the result does not depend on who runs it. */
-    const int want = nparts == 1 ? 1 : JC_CHUNKS_PER_THREAD * nparts;
-    j.chunk = ((channels + want - 1) / want + 7) / 8 * 8;
-    if (j.chunk < 8) j.chunk = 8;
-    j.nchunks = (channels + j.chunk - 1) / j.chunk;
-    atomic_init(&j.next, 0);
+    chunks_init(&j.work, channels, nparts, 8);
     jc_pool_run(nparts, scan_part, &j);
 }

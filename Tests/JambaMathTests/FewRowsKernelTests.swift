@@ -10,14 +10,6 @@ final class FewRowsKernelTests: XCTestCase {
         BLAS.kernelThreads = 2
     }
 
-    func random(_ n: Int, seed: UInt64) -> [Float] {
-        var s = seed
-        return (0..<n).map { _ in
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2000 - 1000) / 1000
-        }
-    }
-
     /// y = x · wᵀ in float64 with the weights exactly as held (bf16-rounded when `bf16`).
     func reference(_ x: Matrix, _ w: Weights) -> [Double] {
         let wf = w.toMatrix()
@@ -39,7 +31,7 @@ final class FewRowsKernelTests: XCTestCase {
         print("[kernel] few-row kernel levels on this CPU: 0...\(best) (2 = AVX-512, 1 = AVX2, 0 = C)")
         XCTAssertGreaterThanOrEqual(best, 0)
         let (n, k) = (131, 1043)
-        let wf = Matrix(rows: n, cols: k, storage: random(n * k, seed: 2))
+        let wf = Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 2))
         for level in 0...best {
             BLAS.setFewRowsLevel(level)
             XCTAssertEqual(BLAS.fewRowsLevel, level)
@@ -47,7 +39,7 @@ final class FewRowsKernelTests: XCTestCase {
                 let w = Weights(wf, dtype: dtype)
                 var worst = 0.0
                 for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17, 24, 32, 33, 40] {
-                    let x = Matrix(rows: m, cols: k, storage: random(m * k, seed: UInt64(m)))
+                    let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: UInt64(m)))
                     var y = Matrix(zeros: 0, n)
                     BLAS.linear(x, w, into: &y)
                     let ref = reference(x, w)
@@ -62,14 +54,10 @@ final class FewRowsKernelTests: XCTestCase {
     /// A row's result must not depend on how many other rows share the call or on the thread split: the remote
     /// expert executor relies on it to split an expert's rows between replicas without changing any bit.
     func testResultIndependentOfRowCountAndThreads() {
-        let (n, k) = (1000, 1024)
+        let n = 1000
         for dtype in WeightDType.allCases {
-            let w = Weights(Matrix(rows: n, cols: k, storage: random(n * k, seed: 3)), dtype: dtype)
-            let x = Matrix(rows: 8, cols: k, storage: random(8 * k, seed: 4))
-            BLAS.kernelThreads = 1
-            var all = Matrix(zeros: 0, n)
-            BLAS.linear(x, w, into: &all)
-            BLAS.kernelThreads = 2
+            let (x, w) = lcgOperands(m: 8, n: n, k: 1024, dtype: dtype, seeds: (4, 3))
+            let all = oneThreadProduct(x, w)
             var differing = 0
             for r in 0..<8 {
                 var one = Matrix(zeros: 0, n)
@@ -88,10 +76,10 @@ final class FewRowsKernelTests: XCTestCase {
         print("[kernel] kernel level \(BLAS.fewRowsLevel) (the forced tiles take effect at 2, AVX-512)")
         let (n, k, k0) = (61, 300, 112)
         for dtype in WeightDType.allCases {
-            let w = Weights(Matrix(rows: n, cols: k, storage: random(n * k, seed: 9)), dtype: dtype)
+            let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 9)), dtype: dtype)
             var compared = 0, differing = 0
             for m in [1, 2, 3, 4, 5, 7, 8, 13, 32] {
-                let x = Matrix(rows: m, cols: k, storage: random(m * k, seed: UInt64(100 + m)))
+                let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: UInt64(100 + m)))
                 BLAS.setFewRowsTile(rowBlock: nil, columns: nil)
                 var plain = Matrix(zeros: 0, n), split = Matrix(zeros: 0, n), tmp = Matrix(zeros: 0, n)
                 BLAS.linear(x, w, into: &plain)
@@ -117,8 +105,8 @@ final class FewRowsKernelTests: XCTestCase {
     /// bf16 with many rows (widen + sgemm) against the few-row path on the same bf16 weights.
     func testBF16ManyRowsMatchesFewRows() {
         let (n, k, m) = (300, 520, 96)
-        let w = Weights(Matrix(rows: n, cols: k, storage: random(n * k, seed: 5)), dtype: .bf16)
-        let x = Matrix(rows: m, cols: k, storage: random(m * k, seed: 6))
+        let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 5)), dtype: .bf16)
+        let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: 6))
         var many = Matrix(zeros: 0, n)
         BLAS.linear(x, w, into: &many)  // m > fewRowsLimit: sgemm on widened weights
         var worst: Float = 0
@@ -147,7 +135,7 @@ final class FewRowsKernelTests: XCTestCase {
     func testSmallGemmBothLayoutsMatchOpenBLAS() {
         for (m, n, k) in [(1, 64, 37), (3, 70, 64), (8, 5, 200), (32, 64, 129)] {
             let ld = max(n, k) + 3
-            let x = random(m * ld, seed: 7), w = random(max(n, k) * ld, seed: 8)
+            let x = lcgFloats(m * ld, seed: 7), w = lcgFloats(max(n, k) * ld, seed: 8)
             for transposeW in [true, false] {
                 var ours = [Float](repeating: 0, count: m * ld), ref = ours
                 x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in

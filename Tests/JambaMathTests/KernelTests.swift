@@ -4,19 +4,11 @@ import JambaMath
 import XCTest
 
 final class KernelTests: XCTestCase {
-    func random(_ n: Int, seed: UInt64) -> [Float] {
-        var s = seed
-        return (0..<n).map { _ in
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2000 - 1000) / 1000
-        }
-    }
-
     /// The few-row kernel (2…8 rows) against sgemm on the same operands, odd sizes included.
     func testFewRowsMatchesSgemm() {
         for (m, n, k) in [(2, 37, 19), (3, 256, 1024), (8, 515, 130), (5, 4, 8)] {
-            let x = Matrix(rows: m, cols: k, storage: random(m * k, seed: 1))
-            let w = Matrix(rows: n, cols: k, storage: random(n * k, seed: 2))
+            let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: 1))
+            let w = Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 2))
             var few = Matrix(zeros: 0, n)
             BLAS.linear(x, w, into: &few)
             var ref = Matrix(zeros: m, n)
@@ -34,7 +26,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testVectorisedSiLUAndSwiGLU() {
-        let g = random(1003, seed: 3).map { $0 * 30 }, u = random(1003, seed: 4)
+        let g = lcgFloats(1003, seed: 3).map { $0 * 30 }, u = lcgFloats(1003, seed: 4)
         var x = g
         x.withUnsafeMutableBufferPointer { Kernels.silu($0.baseAddress!, $0.count) }
         var h = [Float](repeating: 0, count: g.count)
@@ -54,9 +46,9 @@ final class KernelTests: XCTestCase {
     /// One scan token against a float64 evaluation of the same recurrence.
     func testScanTokenMatchesScalar() {
         let di = 37, n = 16
-        let dt = random(di, seed: 5).map { abs($0) * 0.5 }, u = random(di, seed: 6), z = random(di, seed: 7)
-        let a = random(di * n, seed: 8).map { -abs($0) * 4 }, b = random(n, seed: 9), c = random(n, seed: 10), d = random(di, seed: 11)
-        var h = random(di * n, seed: 12), y = [Float](repeating: 0, count: di)
+        let dt = lcgFloats(di, seed: 5).map { abs($0) * 0.5 }, u = lcgFloats(di, seed: 6), z = lcgFloats(di, seed: 7)
+        let a = lcgFloats(di * n, seed: 8).map { -abs($0) * 4 }, b = lcgFloats(n, seed: 9), c = lcgFloats(n, seed: 10), d = lcgFloats(di, seed: 11)
+        var h = lcgFloats(di * n, seed: 12), y = [Float](repeating: 0, count: di)
         let h0 = h
         h.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in
             Kernels.scanToken(channels: 0..<di, state: n, dt: dt, u: u, z: z, a: a, b: b, c: c, d: d, h: hp.baseAddress!, y: yp.baseAddress!)

@@ -10,22 +10,11 @@ import XCTest
 final class PoolTests: XCTestCase {
     override func tearDown() { BLAS.kernelThreads = 2 }
 
-    func random(_ n: Int, seed: UInt64) -> [Float] {
-        var s = seed
-        return (0..<n).map { _ in
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2000 - 1000) / 1000
-        }
-    }
-
     func testProductsWithParkedAndLateHelpersMatchOneThread() {
-        let (n, k) = (1536, 512)
+        let n = 1536
         for dtype in WeightDType.allCases {
-            let w = Weights(Matrix(rows: n, cols: k, storage: random(n * k, seed: 21)), dtype: dtype)
-            let x = Matrix(rows: 3, cols: k, storage: random(3 * k, seed: 22))
-            BLAS.kernelThreads = 1
-            var reference = Matrix(zeros: 0, n)
-            BLAS.linear(x, w, into: &reference)
+            let (x, w) = lcgOperands(m: 3, n: n, k: 512, dtype: dtype, seeds: (22, 21))
+            let reference = oneThreadProduct(x, w)
             var differing = 0, calls = 0
             for threads in [2, 3, 8] {
                 BLAS.kernelThreads = threads
@@ -47,13 +36,9 @@ final class PoolTests: XCTestCase {
     /// Products long enough (~1 ms) that spinning helpers do join: the call must not return while a helper is
     /// still writing its last chunk. The output is copied the moment the call returns, so a late write shows.
     func testNoHelperWritesAfterTheCallReturns() {
-        let (n, k) = (4096, 2048)
-        let w = Weights(Matrix(rows: n, cols: k, storage: random(n * k, seed: 23)))
-        let x = Matrix(rows: 2, cols: k, storage: random(2 * k, seed: 24))
-        BLAS.kernelThreads = 1
-        var reference = Matrix(zeros: 0, n)
-        BLAS.linear(x, w, into: &reference)
-        BLAS.kernelThreads = 2
+        let n = 4096
+        let (x, w) = lcgOperands(m: 2, n: n, k: 2048, seeds: (24, 23))
+        let reference = oneThreadProduct(x, w)
         var differing = 0
         var out = Matrix(zeros: x.rows, n)
         for _ in 0..<40 {
@@ -68,9 +53,9 @@ final class PoolTests: XCTestCase {
 
     func testScanSegmentWithParkedAndLateHelpersMatchesOneThread() {
         let (tokens, channels, n) = (5, 300, 16)  // 300 channels: a last chunk that is not a whole 8-channel vector
-        let dt = random(tokens * channels, seed: 31).map { abs($0) * 0.5 }, u = random(tokens * channels, seed: 32)
-        let z = random(tokens * channels, seed: 33), a = random(channels * n, seed: 34).map { -abs($0) * 4 }
-        let bc = random(tokens * 2 * n, seed: 35), d = random(channels, seed: 36), h0 = random(channels * n, seed: 37)
+        let dt = lcgFloats(tokens * channels, seed: 31).map { abs($0) * 0.5 }, u = lcgFloats(tokens * channels, seed: 32)
+        let z = lcgFloats(tokens * channels, seed: 33), a = lcgFloats(channels * n, seed: 34).map { -abs($0) * 4 }
+        let bc = lcgFloats(tokens * 2 * n, seed: 35), d = lcgFloats(channels, seed: 36), h0 = lcgFloats(channels * n, seed: 37)
         func scan() -> (h: [Float], y: [Float]) {
             var h = h0, y = [Float](repeating: 0, count: tokens * channels)
             h.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in
