@@ -157,8 +157,14 @@ public final class CoordinatorService {
     func runStep() {
         let stepStart = DispatchTime.now().uptimeNanoseconds
         let events = engine.step()
+        let stepMs = RemoteExpertExecutor.ms(since: stepStart)
         stats.timings.steps += 1
-        stats.timings.stepMs += RemoteExpertExecutor.ms(since: stepStart)
+        stats.timings.stepMs += stepMs
+        if engine.lastStepDecodeOnly && engine.lastStepRows > 0 {
+            stats.timings.decodeSteps += 1
+            stats.timings.decodeStepMs += stepMs
+            stats.timings.decodeRows += UInt64(engine.lastStepRows)
+        }
         let t = Date().timeIntervalSince(started)
         for (layer, counts) in stats.routed {
             var padded = counts

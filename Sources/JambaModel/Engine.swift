@@ -73,6 +73,9 @@ public struct Engine<Executor: ExpertExecutor> {
     public var runningCount: Int { running.count }
     public var waitingCount: Int { waiting.count }
     public var isIdle: Bool { running.isEmpty && waiting.isEmpty }
+    /// Rows (tokens) the last step ran, and whether each was a sequence's next token rather than a prompt chunk.
+    public private(set) var lastStepRows = 0
+    public private(set) var lastStepDecodeOnly = false
 
     /// Checks a request without queuing it: bad tokens, empty or over-long prompts and bad sampling are refused here,
     /// before anything runs, so one bad request never disturbs the others.
@@ -114,12 +117,15 @@ public struct Engine<Executor: ExpertExecutor> {
             running.append(r)
         }
         guard !running.isEmpty else { return [] }
+        lastStepDecodeOnly = running.allSatisfy { $0.consumed >= $0.prompt.count }
+        lastStepRows = 0
         let tokens: [[Int]] = running.map { r in
             if r.consumed < r.prompt.count {
                 return Array(r.prompt[r.consumed..<min(r.prompt.count, r.consumed + limits.prefillChunk)])
             }
             return [r.generated.last ?? r.prompt[r.prompt.count - 1]]
         }
+        lastStepRows = tokens.reduce(0) { $0 + $1.count }
         var states = running.map(\.state)
         for i in running.indices { running[i].state = SequenceState(config: JambaConfig.empty) }  // move out, no COW copy
         let result: ForwardResult

@@ -39,6 +39,13 @@ final class ClusterIntegrationTests: XCTestCase {
             XCTAssertEqual(r.tokens, expected, "\(n) workers")
             XCTAssertEqual(r.final.finishReason, .length)
             let s = StatusSnapshot(try h.client().status())
+            // One job of 20 tokens: a prompt step (which gives the first token), then 19 steps of one decode row.
+            let t = s.reply.timings
+            print("[cluster] \(n) worker(s): steps \(t.steps), decode-only steps \(t.decodeSteps) with \(t.decodeRows) rows, \(String(format: "%.1f", t.decodeStepMs)) of \(String(format: "%.1f", t.stepMs)) ms")
+            XCTAssertEqual(t.steps, 20)
+            XCTAssertEqual(t.decodeSteps, 19)
+            XCTAssertEqual(t.decodeRows, 19)
+            XCTAssertTrue(t.decodeStepMs > 0 && t.decodeStepMs < t.stepMs, "decode-only time is a part of the step time")
             let held = (0..<n).map { s.experts(of: "w\($0)") }
             print("[cluster] \(n) worker(s): experts held per worker \(held), resident bytes \(s.reply.workers.map(\.residentBytes))")
             if n > 1 { XCTAssertTrue(held.allSatisfy { $0 < 32 }, "each worker holds a share, not every expert: \(held)") }

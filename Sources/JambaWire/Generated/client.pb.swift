@@ -747,6 +747,16 @@ public nonisolated struct Jamba_V1_StepTimings: Sendable {
   /// per layer, the longest compute a worker reported, summed: the critical path of
   public var slowestComputeMs: Double = 0
 
+  /// wait_ms (the rest of wait_ms is transport, wake-ups and imbalance of arrival)
+  /// Steps in which every row was a sequence's next token (no prompt chunk): their count, time and rows. Decode
+  /// throughput from these is what a single process measures over its decode steps; a job's own decode time also
+  /// spans the prompt steps of jobs that arrived after it.
+  public var decodeSteps: UInt64 = 0
+
+  public var decodeStepMs: Double = 0
+
+  public var decodeRows: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1869,7 +1879,7 @@ nonisolated extension Jamba_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StepTimings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}steps\0\u{3}step_ms\0\u{3}expert_ms\0\u{3}encode_ms\0\u{3}wait_ms\0\u{3}decode_ms\0\u{3}worker_compute_ms\0\u{3}request_bytes\0\u{3}reply_bytes\0\u{3}plan_ms\0\u{3}slowest_compute_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}steps\0\u{3}step_ms\0\u{3}expert_ms\0\u{3}encode_ms\0\u{3}wait_ms\0\u{3}decode_ms\0\u{3}worker_compute_ms\0\u{3}request_bytes\0\u{3}reply_bytes\0\u{3}plan_ms\0\u{3}slowest_compute_ms\0\u{3}decode_steps\0\u{3}decode_step_ms\0\u{3}decode_rows\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1888,6 +1898,9 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.replyBytes) }()
       case 10: try { try decoder.decodeSingularDoubleField(value: &self.planMs) }()
       case 11: try { try decoder.decodeSingularDoubleField(value: &self.slowestComputeMs) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.decodeSteps) }()
+      case 13: try { try decoder.decodeSingularDoubleField(value: &self.decodeStepMs) }()
+      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.decodeRows) }()
       default: break
       }
     }
@@ -1927,6 +1940,15 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
     if self.slowestComputeMs.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.slowestComputeMs, fieldNumber: 11)
     }
+    if self.decodeSteps != 0 {
+      try visitor.visitSingularUInt64Field(value: self.decodeSteps, fieldNumber: 12)
+    }
+    if self.decodeStepMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.decodeStepMs, fieldNumber: 13)
+    }
+    if self.decodeRows != 0 {
+      try visitor.visitSingularUInt64Field(value: self.decodeRows, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1942,6 +1964,9 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.replyBytes != rhs.replyBytes {return false}
     if lhs.planMs != rhs.planMs {return false}
     if lhs.slowestComputeMs != rhs.slowestComputeMs {return false}
+    if lhs.decodeSteps != rhs.decodeSteps {return false}
+    if lhs.decodeStepMs != rhs.decodeStepMs {return false}
+    if lhs.decodeRows != rhs.decodeRows {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
