@@ -81,7 +81,10 @@ struct ClusterBench {
                 row.decodeShare = (after.decodeMs - before.decodeMs) / stepMs
                 row.workerComputeShare = (after.workerComputeMs - before.workerComputeMs) / stepMs
                 row.slowestComputeShare = (after.slowestComputeMs - before.slowestComputeMs) / stepMs
-                row.coordinatorMsPerStep = (stepMs - (after.expertMs - before.expertMs)) / Double(after.steps - before.steps)
+                // Outside the executor, over the same steps as ms/step (decode-only ones when there were any).
+                row.coordinatorMsPerStep = decodeSteps > 0
+                    ? ((after.decodeStepMs - before.decodeStepMs) - (after.decodeExpertMs - before.decodeExpertMs)) / Double(decodeSteps)
+                    : (stepMs - (after.expertMs - before.expertMs)) / Double(after.steps - before.steps)
             }
             // tok/s × s/step = rows per step: b when every job decoded in every step (a check on the harness).
             let rowsPerStep = row.msPerStep.map { median(rates) * $0 / 1000 }

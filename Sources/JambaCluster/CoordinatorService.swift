@@ -156,6 +156,7 @@ public final class CoordinatorService {
     /// One engine step, then its events to the clients and its statistics into the windows.
     func runStep() {
         let stepStart = DispatchTime.now().uptimeNanoseconds
+        let expertBefore = stats.timings.expertMs
         let events = engine.step()
         let stepMs = RemoteExpertExecutor.ms(since: stepStart)
         stats.timings.steps += 1
@@ -164,6 +165,7 @@ public final class CoordinatorService {
             stats.timings.decodeSteps += 1
             stats.timings.decodeStepMs += stepMs
             stats.timings.decodeRows += UInt64(engine.lastStepRows)
+            stats.timings.decodeExpertMs += stats.timings.expertMs - expertBefore
         }
         let t = Date().timeIntervalSince(started)
         for (layer, counts) in stats.routed {

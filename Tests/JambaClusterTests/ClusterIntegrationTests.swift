@@ -46,6 +46,8 @@ final class ClusterIntegrationTests: XCTestCase {
             XCTAssertEqual(t.decodeSteps, 19)
             XCTAssertEqual(t.decodeRows, 19)
             XCTAssertTrue(t.decodeStepMs > 0 && t.decodeStepMs < t.stepMs, "decode-only time is a part of the step time")
+            XCTAssertTrue(t.decodeExpertMs > 0 && t.decodeExpertMs < t.decodeStepMs && t.decodeExpertMs < t.expertMs,
+                          "decode-only expert time \(t.decodeExpertMs) ms is a part of both")
             let held = (0..<n).map { s.experts(of: "w\($0)") }
             print("[cluster] \(n) worker(s): experts held per worker \(held), resident bytes \(s.reply.workers.map(\.residentBytes))")
             if n > 1 { XCTAssertTrue(held.allSatisfy { $0 < 32 }, "each worker holds a share, not every expert: \(held)") }

@@ -757,6 +757,9 @@ public nonisolated struct Jamba_V1_StepTimings: Sendable {
 
   public var decodeRows: UInt64 = 0
 
+  /// of decode_step_ms: inside the remote expert executor
+  public var decodeExpertMs: Double = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1879,7 +1882,7 @@ nonisolated extension Jamba_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StepTimings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}steps\0\u{3}step_ms\0\u{3}expert_ms\0\u{3}encode_ms\0\u{3}wait_ms\0\u{3}decode_ms\0\u{3}worker_compute_ms\0\u{3}request_bytes\0\u{3}reply_bytes\0\u{3}plan_ms\0\u{3}slowest_compute_ms\0\u{3}decode_steps\0\u{3}decode_step_ms\0\u{3}decode_rows\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}steps\0\u{3}step_ms\0\u{3}expert_ms\0\u{3}encode_ms\0\u{3}wait_ms\0\u{3}decode_ms\0\u{3}worker_compute_ms\0\u{3}request_bytes\0\u{3}reply_bytes\0\u{3}plan_ms\0\u{3}slowest_compute_ms\0\u{3}decode_steps\0\u{3}decode_step_ms\0\u{3}decode_rows\0\u{3}decode_expert_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1901,6 +1904,7 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
       case 12: try { try decoder.decodeSingularUInt64Field(value: &self.decodeSteps) }()
       case 13: try { try decoder.decodeSingularDoubleField(value: &self.decodeStepMs) }()
       case 14: try { try decoder.decodeSingularUInt64Field(value: &self.decodeRows) }()
+      case 15: try { try decoder.decodeSingularDoubleField(value: &self.decodeExpertMs) }()
       default: break
       }
     }
@@ -1949,6 +1953,9 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
     if self.decodeRows != 0 {
       try visitor.visitSingularUInt64Field(value: self.decodeRows, fieldNumber: 14)
     }
+    if self.decodeExpertMs.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.decodeExpertMs, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1967,6 +1974,7 @@ nonisolated extension Jamba_V1_StepTimings: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.decodeSteps != rhs.decodeSteps {return false}
     if lhs.decodeStepMs != rhs.decodeStepMs {return false}
     if lhs.decodeRows != rhs.decodeRows {return false}
+    if lhs.decodeExpertMs != rhs.decodeExpertMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
