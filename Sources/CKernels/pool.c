@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <cblas.h>
 #ifdef __linux__
 #include <sched.h>
 #endif
@@ -157,14 +158,19 @@ typedef struct {
     int count, chunk, nchunks;
 } chunks;
 
-/* [0, count) in chunks of a multiple of `align`, JC_CHUNKS_PER_THREAD per thread (one chunk for one thread). */
-static void chunks_init(chunks *c, int count, int nparts, int align) {
-    const int want = nparts <= 1 ? 1 : JC_CHUNKS_PER_THREAD * nparts;
+/* [0, count) in about `want` chunks of a multiple of `align`. */
+static void chunks_init_n(chunks *c, int count, int want, int align) {
+    if (want < 1) want = 1;
     c->count = count;
     c->chunk = ((count + want - 1) / want + align - 1) / align * align;
     if (c->chunk < align) c->chunk = align;
     c->nchunks = (count + c->chunk - 1) / c->chunk;
     atomic_init(&c->next, 0);
+}
+
+/* JC_CHUNKS_PER_THREAD chunks per thread (one chunk for one thread). */
+static void chunks_init(chunks *c, int count, int nparts, int align) {
+    chunks_init_n(c, count, nparts <= 1 ? 1 : JC_CHUNKS_PER_THREAD * nparts, align);
 }
 
 /* The next chunk [lo, hi); 0 when none is left. */
@@ -251,4 +257,50 @@ void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const floa
        its channels and the result does not depend on who runs it. */
     chunks_init(&j.work, channels, nparts, 8);
     jc_pool_run(nparts, scan_part, &j);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------- */
+/* sgemm split across the pool: OpenBLAS runs single-threaded inside each part. */
+
+/* Chunks per thread. Each call packs all of x again, so few and wide: with 2 per thread a late helper costs at most
+   half of one thread's share. */
+#define JC_SGEMM_CHUNKS_PER_THREAD 2
+
+typedef struct {
+    int trans_w, m, n, k, ldx, ldw, ldy;
+    float alpha, beta;
+    chunks cols;
+    const float *x, *w;
+    float *y;
+} sgemm_job;
+
+/* Columns [a, b): rows [a, b) of w stored [n, k], or its columns [a, b) stored [k, n]. */
+static void sgemm_part(void *ctx, int p) {
+    (void)p;
+    sgemm_job *j = (sgemm_job *)ctx;
+    int a, b;
+    while (chunks_take(&j->cols, &a, &b)) {
+        const float *wb = j->trans_w ? j->w + (size_t)a * j->ldw : j->w + a;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, j->trans_w ? CblasTrans : CblasNoTrans, j->m, b - a, j->k,
+                    j->alpha, j->x, j->ldx, wb, j->ldw, j->beta, j->y + a, j->ldy);
+    }
+}
+
+void jc_sgemm_mt(int threads, int trans_w, int m, int n, int k, float alpha, const float *x, int ldx, const float *w,
+                 int ldw, float beta, float *y, int ldy) {
+    if (m <= 0 || n <= 0) return;
+    int nparts = threads < 1 ? 1 : threads;
+    if (nparts > JC_POOL_MAX + 1) nparts = JC_POOL_MAX + 1;
+    /* Column blocks of at least 128 columns and 4 M multiply-adds. Smaller ones would cost more in hand-offs than
+       they save, and OpenBLAS takes blocks of up to 1 M multiply-adds through its "small matrix" kernel, whose sums
+       differ in the last bit from its blocked kernel's: a split must never change which of the two runs. For the
+       same reason rows are never split (a row block's floats differ from the whole's in OpenBLAS), so a narrow
+       product (attention's P·V in prefill, n = head size) runs on one thread. */
+    const double block = 4e6;
+    int want = JC_SGEMM_CHUNKS_PER_THREAD * nparts;
+    while (want > 1 && ((double)m * (n / want) * k < block || n / want < 128)) want--;
+    if (want == 1) nparts = 1;
+    sgemm_job j = {trans_w, m, n, k, ldx, ldw, ldy, alpha, beta, {0}, x, w, y};
+    chunks_init_n(&j.cols, n, want, 64);
+    jc_pool_run(nparts, sgemm_part, &j);
 }

@@ -9,13 +9,27 @@ import Foundation
 /// `Linear(x) = x · Wᵀ` with `W` in PyTorch's `[out, in]` layout: sgemm(NoTrans, Trans) for several rows and
 /// sgemv for one row, because sgemm with M = 1 streams the weights at about a third of sgemv's bandwidth here.
 public enum BLAS {
-    /// Sets the size of OpenBLAS's thread pool for this process.
+    /// Sets how many threads (this one and the pool's) every product and the scan split over.
     public static func setThreads(_ n: Int) {
-        openblas_set_num_threads(Int32(max(1, n)))
         kernelThreads = max(1, n)
     }
 
-    public static var threads: Int { Int(openblas_get_num_threads()) }
+    public static var threads: Int { kernelThreads }
+
+    /// Runs `body` with OpenBLAS's own threads (`n` of them), then goes back to one: what the machine-limit
+    /// benchmarks measure. The engine never uses them (see `jc_sgemm_mt`).
+    public static func withOpenBLASThreads<T>(_ n: Int, _ body: () -> T) -> T {
+        openblas_set_num_threads(Int32(max(1, n)))
+        defer { openblas_set_num_threads(1) }
+        return body()
+    }
+
+    /// OpenBLAS's thread count before we set it to one (its default: OPENBLAS_NUM_THREADS or the cores).
+    private static func takeOverOpenBLASThreads() -> Int {
+        let n = Int(openblas_get_num_threads())
+        openblas_set_num_threads(1)
+        return max(1, n)
+    }
 
     /// Up to this many rows, `linear` streams the weights once through the few-row kernel instead of sgemm, which
     /// packs (copies) the whole weight matrix first. Measured here (2 threads, 1024 × 90112 weights): at 8 rows
@@ -24,8 +38,10 @@ public enum BLAS {
     /// OpenBLAS's threads, whose spinning would take a core from the next kernel.
     nonisolated(unsafe) public static var fewRowsLimit = jc_few_rows_level() >= 2 ? 32 : 8
 
-    /// Threads the few-row kernel splits output columns over.
-    nonisolated(unsafe) public static var kernelThreads = 2
+    /// Threads every product and the scan split over (our pool, pool.c). Read before any product runs, so
+    /// OpenBLAS is single-threaded from then on: its threads would otherwise spin in sched_yield for ~0.1 s after
+    /// each sgemm, taking turns on the cores with ours (3% of a prefill's CPU time in `perf`, plus the switches).
+    nonisolated(unsafe) public static var kernelThreads = takeOverOpenBLASThreads()
 
     /// Caps the few-row kernel's instruction set (2 AVX-512, 1 AVX2, 0 portable C; nil: the best available),
     /// for tests and benchmarks that compare the paths.
@@ -103,10 +119,13 @@ public enum BLAS {
             if alpha != 1 { for r in 0..<m { for c in 0..<n { y[r * ldy + c] *= alpha } } }
             return
         }
-        cblasGemm(m: m, n: n, k: k, alpha: alpha, x: x, ldx: ldx, w: w, ldw: ldw, transposeW: transposeW, beta: beta, y: y, ldy: ldy)
+        // y = alpha · x · op(w) + beta · y, in blocks of columns (or rows) over the pool, one-thread sgemm each.
+        jc_sgemm_mt(Int32(kernelThreads), transposeW ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, x, Int32(ldx), w,
+                    Int32(ldw), beta, y, Int32(ldy))
     }
 
-    /// The same through OpenBLAS always (sgemv for one row): what the machine-limit benchmarks measure.
+    /// The same through OpenBLAS always, with its own threads (sgemv for one row): what the machine-limit
+    /// benchmarks measure, inside `withOpenBLASThreads`.
     public static func cblasGemm(
         m: Int, n: Int, k: Int, alpha: Float = 1,
         x: UnsafePointer<Float>, ldx: Int, w: UnsafePointer<Float>, ldw: Int, transposeW: Bool = true,

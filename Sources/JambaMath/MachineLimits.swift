@@ -6,11 +6,12 @@ import Foundation
 /// Micro-benchmarks of the two ceilings an inference step can hit: arithmetic (sgemm FLOP/s) for prefill, and
 /// memory bandwidth (GB/s read) for decode. Measured in the same run as the model so ratios survive a noisy machine.
 public enum MachineLimits {
-    /// Best-of-`repeats` GFLOP/s of C[m, n] = A[m, k] · B[n, k]ᵀ with `threads` BLAS threads.
+    /// Best-of-`repeats` GFLOP/s of C[m, n] = A[m, k] · B[n, k]ᵀ with `threads` of OpenBLAS's own threads.
     public static func sgemmGFLOPS(m: Int, n: Int, k: Int, threads: Int, repeats: Int = 5) -> Double {
-        let previous = BLAS.threads
-        BLAS.setThreads(threads)
-        defer { BLAS.setThreads(previous) }
+        BLAS.withOpenBLASThreads(threads) { sgemmGFLOPS(m: m, n: n, k: k, repeats: repeats) }
+    }
+
+    private static func sgemmGFLOPS(m: Int, n: Int, k: Int, repeats: Int) -> Double {
         let a = [Float](repeating: 0.5, count: m * k)
         let b = [Float](repeating: 0.25, count: n * k)
         var c = [Float](repeating: 0, count: m * n)
@@ -30,13 +31,12 @@ public enum MachineLimits {
         return 2 * Double(m) * Double(n) * Double(k) / best
     }
 
-    /// Best-of-`repeats` GB/s of y = W[n, k] · x streaming a matrix of `bytes` (sgemv, `threads` BLAS threads).
+    /// Best-of-`repeats` GB/s of y = W[n, k] · x streaming a matrix of `bytes` (sgemv, `threads` of OpenBLAS's own threads).
     public static func sgemvGBps(bytes: Int = 512 << 20, threads: Int, repeats: Int = 5) -> Double {
-        let previous = BLAS.threads
-        BLAS.setThreads(threads)
-        defer { BLAS.setThreads(previous) }
-        return streamOneRow(bytes: bytes, k: 4096, repeats: repeats) { n, k, x, w, y in
-            BLAS.cblasGemm(m: 1, n: n, k: k, x: x, ldx: k, w: w, ldw: k, y: y, ldy: n)
+        BLAS.withOpenBLASThreads(threads) {
+            streamOneRow(bytes: bytes, k: 4096, repeats: repeats) { n, k, x, w, y in
+                BLAS.cblasGemm(m: 1, n: n, k: k, x: x, ldx: k, w: w, ldw: k, y: y, ldy: n)
+            }
         }
     }
 

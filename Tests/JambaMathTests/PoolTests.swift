@@ -80,4 +80,46 @@ final class PoolTests: XCTestCase {
         print("[pool] scan: \(calls) segments with 2, 3 and 8 threads: \(differing) state or output values differ from 1 thread (must be 0)")
         XCTAssertEqual(differing, 0)
     }
+
+    /// Products past the few-row limit (and any with beta ≠ 0) run as one-thread sgemm calls on blocks of columns,
+    /// never of rows (jc_sgemm_mt). Every split must give the 1-thread floats exactly, and those
+    /// must be the product: checked against a float64 sum.
+    func testSgemmSplitOverThePoolMatchesOneThreadAndFloat64() {
+        // (m, n, k, beta): column blocks, blocks at the smallest split (4 M multiply-adds), a narrow product
+        // (attention's P·V; rows are not split), beta ≠ 0 with a few rows.
+        for (m, n, k, beta) in [(100, 700, 300, Float(0)), (64, 512, 256, 0), (200, 64, 400, 0), (40, 1024, 400, 0.5)] {
+            let ld = max(n, k) + 5
+            let x = lcgFloats(m * ld, seed: 31), w = lcgFloats(max(n, k) * ld, seed: 32), y0 = lcgFloats(m * ld, seed: 33)
+            for transposeW in [true, false] {
+                func product(threads: Int) -> [Float] {
+                    BLAS.kernelThreads = threads
+                    var y = y0
+                    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+                        BLAS.gemm(m: m, n: n, k: k, alpha: 0.5, x: xp.baseAddress!, ldx: ld, w: wp.baseAddress!, ldw: ld,
+                                  transposeW: transposeW, beta: beta, y: yp.baseAddress!, ldy: ld)
+                    } } }
+                    return y
+                }
+                let one = product(threads: 1)
+                var differing = 0
+                for threads in [2, 3] {
+                    for i in 0..<6 {
+                        if i % 2 == 1 { Kernels.parkPool() }
+                        differing += zip(product(threads: threads), one).filter { $0 != $1 }.count
+                    }
+                }
+                var worst = 0.0
+                for r in 0..<m {
+                    for c in 0..<n {
+                        var s = 0.0
+                        for j in 0..<k { s += Double(x[r * ld + j]) * Double(transposeW ? w[c * ld + j] : w[j * ld + c]) }
+                        worst = max(worst, abs(Double(one[r * ld + c]) - (0.5 * s + Double(beta) * Double(y0[r * ld + c]))))
+                    }
+                }
+                print("[pool] sgemm \(m)×\(n)×\(k) beta \(beta) transposeW=\(transposeW): \(differing) elements differ from 1 thread (must be 0); max |diff| vs float64 \(worst) (tol 1e-4)")
+                XCTAssertEqual(differing, 0)
+                XCTAssertLessThanOrEqual(worst, 1e-4)
+            }
+        }
+    }
 }

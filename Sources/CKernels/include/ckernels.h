@@ -39,6 +39,13 @@ void jc_gemm_few_rows_split(int bf16, int m, int n0, int n1, int k0, int k, cons
 void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const float *x, int ldx, const void *w, int bf16,
                                int ldw, float *y, int ldy, float *tmp);
 
+/// y[m, n] = alpha · x[m, k] · op(w) + beta · y (row-major; op(w) = wᵀ for w stored [n, k] when trans_w, else w
+/// stored [k, n]) through single-threaded OpenBLAS sgemm calls on this thread and the pool's, each on a block of
+/// output columns; the floats do not depend on the split. OpenBLAS's own threads are then never used: they spin in
+/// sched_yield for ~0.1 s after every call, taking turns on the cores with the pool's threads.
+void jc_sgemm_mt(int threads, int trans_w, int m, int n, int k, float alpha, const float *x, int ldx, const float *w,
+                 int ldw, float beta, float *y, int ldy);
+
 /// One part of a job split across the pool.
 typedef void (*jc_part_fn)(void *ctx, int part);
 
