@@ -209,7 +209,9 @@ struct RemoteExpertExecutor: ExpertExecutor {
             let req = ExpertBatchCodec.makeRequest(requestID: id, stepID: step, layer: UInt32(layer), experts: rows)
             outgoing.append((worker, rec.identity, id, parts, link.encode(.request(req))))
         }
-        Kernels.keepingThreadsOffThisCPU(named: "ZMQbg/IO") {
+        // Keeping the I/O thread off this CPU guards the sends after the first; one request (workers taking turns)
+        // has none, and the two affinity calls cost ~30 µs a layer.
+        func sendAll() {
             for o in outgoing {
                 link.await(o.id)
                 if let encoded = o.bytes, let bytes = link.send(encoded: encoded, to: o.identity) {
@@ -224,6 +226,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
                 }
             }
         }
+        if outgoing.count > 1 { Kernels.keepingThreadsOffThisCPU(named: "ZMQbg/IO", sendAll) } else { sendAll() }
         stats.timings.encodeMs += Self.ms(since: encodeStart) + planMs
         let waitStart = DispatchTime.now().uptimeNanoseconds
         var decodeNanos: UInt64 = 0
@@ -282,6 +285,8 @@ struct RemoteExpertExecutor: ExpertExecutor {
         let outcomes = try ExpertBatchCodec.decodeReply(reply, requestID: id, layer: UInt32(layer), expected: expected, hidden: hidden)
         for (part, outcome) in zip(sent.parts, outcomes) {
             switch outcome {
+            case let .output(m) where part.slice == 0 && part.rows.count == outputs[part.batch].rows:
+                outputs[part.batch] = m  // all of the batch's rows, in order (as sent): no copy
             case let .output(m) where part.slice == 0: scatter(m, into: &outputs[part.batch], rows: part.rows)
             case let .output(m): partials[part.batch, default: [:]][Int(part.slice) - 1] = m  // all rows, in order
             case let .failed(e): throw ClusterError(e)

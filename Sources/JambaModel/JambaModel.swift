@@ -133,6 +133,7 @@ public struct JambaModel: Sendable {
             Kernels.rmsNorm(&normed, weight: finalNorm.weight, eps: finalNorm.eps)
             result.hiddenStates.append(normed)
         }
+        result.logits = Matrix(overwrittenRows: last.rows, lmHead.rows)
         BLAS.linear(last, lmHead, into: &result.logits)  // [n, H] · lm_head[V, H]ᵀ → [n, V]
         return result
     }
