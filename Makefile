@@ -34,6 +34,10 @@ bench: release
 	[ -f $(BENCH_MODEL)/config.json ] || python3 tools/bench/make_bench_model.py $(BENCH_MODEL)
 	if [ -x .build-llamacpp/build/bin/llama-bench ]; then UPDATE=1 DTYPES=f16 MAX_WAIT=30 bash tools/bench/run_llamacpp.sh bench; fi
 	.build/release/jamba bench --model $(BENCH_MODEL) --threads 2 --dtypes bf16,f32 --cluster-dtypes f32,bf16 --out bench/results
+	# bf16 b1 against llama.cpp f16 in interleaved pairs (the separate llama.cpp run above is minutes away), then the
+	# targets are rendered again with their ratio.
+	if [ -x .build-llamacpp/build/bin/llama-bench ]; then python3 tools/bench/interleave.py --pairs 5 --batches 1,8 && \
+	  .build/release/jamba bench --model $(BENCH_MODEL) --render-only --out bench/results; fi
 	[ -f /tmp/tokenizer-bench/tokenizer.json ] || { tools/ensure-deps.sh --with-bible && python3 tools/tokenizer-bench/make_tokenizer.py --out /tmp/tokenizer-bench; }
 	.build/release/jamba bench-tokenizer --tokenizer /tmp/tokenizer-bench/tokenizer.json \
 	  --text /tmp/tokenizer-bench/kjv.txt,/tmp/tokenizer-bench/python.txt --out bench/tokenizer

@@ -26,11 +26,13 @@ struct Bench: ParsableCommand {
     var clusterPinWorkers = false
     @Option(help: "Folder of other engines' figures (tools/bench/run_transformers.py, run_llamacpp.sh).")
     var reference = "bench/reference"
+    @Option(help: "Interleaved bf16-against-llama.cpp-f16 pairs (tools/bench/interleave.py); --render-only uses their batch-1 ratio for the target when they were made after this run started.")
+    var interleaved = "bench/interleaved.json"
     @Option(help: "Output file stem: writes STEM.json and STEM.md.") var out = "bench/results"
     @Flag(help: "Products beyond the few-row limit through sgemm only (what BLAS.chunksFewRows is compared against).")
     var manyRowsSgemm = false
     @Flag(help: "Skip the machine-limit micro-benchmarks (quick runs only; ratios are then omitted).") var noLimits = false
-    @Flag(help: "Measure nothing: re-read STEM.json and the reference folder, and rewrite STEM.json and STEM.md.")
+    @Flag(help: "Measure nothing: re-read STEM.json, the reference folder and --interleaved, and rewrite STEM.json and STEM.md.")
     var renderOnly = false
 
     func validate() throws {
@@ -58,6 +60,7 @@ struct Bench: ParsableCommand {
             if renderOnly {
                 var report = try JSONDecoder().decode(BenchReport.self, from: Data(contentsOf: URL(fileURLWithPath: out + ".json")))
                 report.references = try BenchReport.loadReferences(directory: reference)
+                report.interleavedB1 = try BenchReport.loadInterleavedB1(file: interleaved, notBefore: report.date)
                 try report.write(stem: out)
                 print(report.markdown())
                 return

@@ -65,6 +65,10 @@ struct BenchReport: Codable {
     var peakRSSBytes: [String: Int] = [:]
     /// Other engines' figures on the same model (bench/reference/*.json), printed beside ours.
     var references: [Reference] = []
+    /// Ours (bf16) ÷ llama.cpp (f16) at batch 1 in interleaved pairs (tools/bench/interleave.py) made after this
+    /// run started; `make bench` runs them after the bench and renders again. The separate llama.cpp run is minutes
+    /// away from ours, and this machine's bandwidth drifts by more than the margin in that time.
+    var interleavedB1: [Double]?
 
     init(model: String, threads: Int, date: String) {
         self.model = model
