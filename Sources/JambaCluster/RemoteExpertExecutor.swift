@@ -235,6 +235,8 @@ struct RemoteExpertExecutor: ExpertExecutor {
         while !sent.isEmpty {
             for (id, s) in sent {
                 if let (_, reply) = link.takeReply(id) {
+                    // The last reply: wake the pool's helpers now, so they are spinning by this process's next product.
+                    if sent.count == 1 { Kernels.prewakePool() }
                     sent[id] = nil
                     link.registry[s.worker]?.inFlight -= 1
                     let decodeStart = DispatchTime.now().uptimeNanoseconds

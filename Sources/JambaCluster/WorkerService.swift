@@ -170,6 +170,7 @@ public final class WorkerService {
         }
         switch env.msg {
         case .request(let req):
+            Kernels.prewakePool()  // the helpers wake while the request's tensors are decoded
             let reply = core.serve(req, queueMicros: 0)
             // The pool's helpers stop spinning now: the coordinator's next layers run on these cores.
             Kernels.parkPool()

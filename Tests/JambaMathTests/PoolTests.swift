@@ -19,8 +19,9 @@ final class PoolTests: XCTestCase {
             for threads in [2, 3, 8] {
                 BLAS.kernelThreads = threads
                 for i in 0..<60 {
-                    // Park (the helpers stop spinning at once) or sleep past the spin, every other call.
+                    // Park (the helpers stop spinning at once), park and wake them early, or sleep past the spin.
                     if i % 4 == 1 { Kernels.parkPool() }
+                    if i % 4 == 2 { Kernels.parkPool(); usleep(300); Kernels.prewakePool() }  // parked, then woken early
                     if i % 4 == 3 { usleep(300) }
                     var out = Matrix(zeros: 0, n)
                     BLAS.linear(x, w, into: &out)

@@ -60,6 +60,11 @@ int jc_pool_run(int nparts, jc_part_fn fn, void *ctx);
 /// block (on the network, say) whose cores other processes need meanwhile. The next jc_pool_run wakes them.
 void jc_pool_park(void);
 
+/// Wakes sleeping (or parked) helpers to spin for a while (~0.3–2 ms) without a job: for a caller that has just
+/// received the message its next products depend on, so the helpers' wake-up overlaps its serial work instead of
+/// delaying its first product.
+void jc_pool_prewake(void);
+
 /// off_this_cpu = 1: restricts this process's threads whose name starts with `name_prefix` to every CPU the caller
 /// may use except the one it runs on now; 0: gives them all of the caller's CPUs back (Linux; elsewhere a no-op).
 /// Threads are looked up on the first call with a given prefix; call from one thread. Returns how many threads are
