@@ -204,28 +204,37 @@ static int chunks_take(chunks *c, int *lo, int *hi) {
     return 1;
 }
 
+/* A job of ranges: every participant calls fn(ctx, lo, hi) on chunks taken from `work` until none is left. */
 typedef struct {
-    int m, n, k, ldx, ldw, ldy, bf16, nparts, k0;  /* k0 > 0: the sum split at k0 (jc_gemm_few_rows_split) */
-    chunks cols;
+    chunks work;
+    void (*fn)(void *ctx, int lo, int hi);
+    void *ctx;
+} range_job;
+
+static void range_part(void *ctx, int p) {
+    (void)p;
+    range_job *j = (range_job *)ctx;
+    int lo, hi;
+    while (chunks_take(&j->work, &lo, &hi)) j->fn(j->ctx, lo, hi);
+}
+
+typedef struct {
+    int m, k, ldx, ldw, ldy, bf16, k0;  /* k0 > 0: the sum split at k0 (jc_gemm_few_rows_split) */
     const float *x;
     const void *w;
     float *y, *tmp;
 } few_rows_job;
 
-/* Every output element is the same sum whichever thread computes its chunk of columns. */
-static void few_rows_part(void *ctx, int p) {
-    (void)p;
+/* Columns [n0, n1). Every output element is the same sum whichever thread computes its chunk of columns. */
+static void few_rows_range(void *ctx, int n0, int n1) {
     few_rows_job *j = (few_rows_job *)ctx;
-    int n0, n1;
-    while (chunks_take(&j->cols, &n0, &n1)) {
-        if (j->k0 > 0) {
-            jc_gemm_few_rows_split(j->bf16, j->m, n0, n1, j->k0, j->k, j->x, j->ldx, j->w, j->ldw, j->y, j->ldy,
-                                   j->tmp + (size_t)j->m * n0);
-        } else if (j->bf16) {
-            jc_gemm_few_rows_bf16(j->m, n0, n1, j->k, j->x, j->ldx, (const uint16_t *)j->w, j->ldw, j->y, j->ldy);
-        } else {
-            jc_gemm_few_rows(j->m, n0, n1, j->k, j->x, j->ldx, (const float *)j->w, j->ldw, j->y, j->ldy);
-        }
+    if (j->k0 > 0) {
+        jc_gemm_few_rows_split(j->bf16, j->m, n0, n1, j->k0, j->k, j->x, j->ldx, j->w, j->ldw, j->y, j->ldy,
+                               j->tmp + (size_t)j->m * n0);
+    } else if (j->bf16) {
+        jc_gemm_few_rows_bf16(j->m, n0, n1, j->k, j->x, j->ldx, (const uint16_t *)j->w, j->ldw, j->y, j->ldy);
+    } else {
+        jc_gemm_few_rows(j->m, n0, n1, j->k, j->x, j->ldx, (const float *)j->w, j->ldw, j->y, j->ldy);
     }
 }
 
@@ -236,11 +245,13 @@ void jc_gemm_few_rows_mt(int threads, int m, int n, int k, const float *x, int l
 
 void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const float *x, int ldx, const void *w, int bf16,
                                int ldw, float *y, int ldy, float *tmp) {
-    few_rows_job j = {m, n, k, ldx, ldw, ldy, bf16, threads < 1 ? 1 : threads, k0 > 0 && k0 < k ? k0 : 0, {0}, x, w, y, tmp};
-    if (j.nparts > JC_POOL_MAX + 1) j.nparts = JC_POOL_MAX + 1;
+    few_rows_job f = {m, k, ldx, ldw, ldy, bf16, k0 > 0 && k0 < k ? k0 : 0, x, w, y, tmp};
+    int nparts = threads < 1 ? 1 : threads;
+    if (nparts > JC_POOL_MAX + 1) nparts = JC_POOL_MAX + 1;
+    range_job j = {.fn = few_rows_range, .ctx = &f};
     /* Chunks are a multiple of 12 weight rows (every kernel tile width, 1–4 or 6, divides it). */
-    chunks_init(&j.cols, n, j.nparts, 12);
-    jc_pool_run(j.nparts, few_rows_part, &j);
+    chunks_init(&j.work, n, nparts, 12);
+    jc_pool_run(nparts, range_part, &j);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
@@ -248,29 +259,26 @@ void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const f
    a chunk of channels runs all tokens. */
 
 typedef struct {
-    int tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y;
-    chunks work;
+    int tokens, n, ld_dt, ld_u, ld_z, ld_bc, ld_y;
     const float *dt, *u, *z, *a, *bc, *d;
     float *h, *y;
 } scan_job;
 
-static void scan_part(void *ctx, int p) {
-    (void)p;
+/* Channels [c0, c1) over every token. */
+static void scan_range(void *ctx, int c0, int c1) {
     scan_job *j = (scan_job *)ctx;
-    int c0, c1;
-    while (chunks_take(&j->work, &c0, &c1)) {
-        for (int t = 0; t < j->tokens; t++) {
-            const float *b = j->bc + (size_t)t * j->ld_bc;
-            jc_scan_token(c0, c1, j->n, j->dt + (size_t)t * j->ld_dt, j->u + (size_t)t * j->ld_u, j->z + (size_t)t * j->ld_z,
-                          j->a, b, b + j->n, j->d, j->h, j->y + (size_t)t * j->ld_y);
-        }
+    for (int t = 0; t < j->tokens; t++) {
+        const float *b = j->bc + (size_t)t * j->ld_bc;
+        jc_scan_token(c0, c1, j->n, j->dt + (size_t)t * j->ld_dt, j->u + (size_t)t * j->ld_u, j->z + (size_t)t * j->ld_z,
+                      j->a, b, b + j->n, j->d, j->h, j->y + (size_t)t * j->ld_y);
     }
 }
 
 void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const float *dt, int ld_dt, const float *u, int ld_u,
                         const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
                         float *y, int ld_y) {
-    scan_job j = {tokens, channels, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, {0}, dt, u, z, a, bc, d, h, y};
+    scan_job sj = {tokens, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, dt, u, z, a, bc, d, h, y};
+    range_job j = {.fn = scan_range, .ctx = &sj};
     int nparts = threads < 1 ? 1 : threads;
     /* Below ~16 K state updates (a few µs) the hand-off costs more than it saves. */
     if ((long)tokens * channels * n < (1L << 14)) nparts = 1;
@@ -278,7 +286,7 @@ void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const floa
     /* Chunks of whole 8-channel vectors; each channel's state evolves on its own, so a chunk runs all tokens for
        its channels and the result does not depend on who runs it. */
     chunks_init(&j.work, channels, nparts, 8);
-    jc_pool_run(nparts, scan_part, &j);
+    jc_pool_run(nparts, range_part, &j);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
@@ -289,23 +297,18 @@ void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const floa
 #define JC_SGEMM_CHUNKS_PER_THREAD 2
 
 typedef struct {
-    int trans_w, m, n, k, ldx, ldw, ldy;
+    int trans_w, m, k, ldx, ldw, ldy;
     float alpha, beta;
-    chunks cols;
     const float *x, *w;
     float *y;
 } sgemm_job;
 
 /* Columns [a, b): rows [a, b) of w stored [n, k], or its columns [a, b) stored [k, n]. */
-static void sgemm_part(void *ctx, int p) {
-    (void)p;
+static void sgemm_range(void *ctx, int a, int b) {
     sgemm_job *j = (sgemm_job *)ctx;
-    int a, b;
-    while (chunks_take(&j->cols, &a, &b)) {
-        const float *wb = j->trans_w ? j->w + (size_t)a * j->ldw : j->w + a;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, j->trans_w ? CblasTrans : CblasNoTrans, j->m, b - a, j->k,
-                    j->alpha, j->x, j->ldx, wb, j->ldw, j->beta, j->y + a, j->ldy);
-    }
+    const float *wb = j->trans_w ? j->w + (size_t)a * j->ldw : j->w + a;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, j->trans_w ? CblasTrans : CblasNoTrans, j->m, b - a, j->k,
+                j->alpha, j->x, j->ldx, wb, j->ldw, j->beta, j->y + a, j->ldy);
 }
 
 void jc_sgemm_mt(int threads, int trans_w, int m, int n, int k, float alpha, const float *x, int ldx, const float *w,
@@ -322,7 +325,8 @@ void jc_sgemm_mt(int threads, int trans_w, int m, int n, int k, float alpha, con
     int want = JC_SGEMM_CHUNKS_PER_THREAD * nparts;
     while (want > 1 && ((double)m * (n / want) * k < block || n / want < 128)) want--;
     if (want == 1) nparts = 1;
-    sgemm_job j = {trans_w, m, n, k, ldx, ldw, ldy, alpha, beta, {0}, x, w, y};
-    chunks_init_n(&j.cols, n, want, 64);
-    jc_pool_run(nparts, sgemm_part, &j);
+    sgemm_job sg = {trans_w, m, k, ldx, ldw, ldy, alpha, beta, x, w, y};
+    range_job j = {.fn = sgemm_range, .ctx = &sg};
+    chunks_init_n(&j.work, n, want, 64);
+    jc_pool_run(nparts, range_part, &j);
 }
