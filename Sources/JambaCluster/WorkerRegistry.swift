@@ -40,6 +40,10 @@ public struct WorkerRecord: Sendable {
 public struct WorkerRegistry: Sendable {
     public private(set) var workers: [WorkerID: WorkerRecord] = [:]
     public let heartbeatTimeout: Double
+    /// Bumped whenever what a dispatch may route to changes (a worker's state, host, held or assigned experts,
+    /// or a worker added or dropped), so a dispatcher can keep its view of the workers between layer steps.
+    /// Load counters (in flight, rows served, last heard) leave it alone.
+    public private(set) var routingVersion: UInt64 = 0
 
     public init(heartbeatTimeout: Double) {
         self.heartbeatTimeout = heartbeatTimeout
@@ -55,7 +59,17 @@ public struct WorkerRegistry: Sendable {
 
     public subscript(id: WorkerID) -> WorkerRecord? {
         get { workers[id] }
-        set { workers[id] = newValue }
+        set {
+            if !Self.sameRouting(workers[id], newValue) { routingVersion &+= 1 }
+            workers[id] = newValue
+        }
+    }
+
+    /// Whether two versions of a record route alike. Cheap when only a load counter changed: the sets then
+    /// share their storage, which `==` checks first.
+    private static func sameRouting(_ a: WorkerRecord?, _ b: WorkerRecord?) -> Bool {
+        guard let a, let b else { return a == nil && b == nil }
+        return a.state == b.state && a.host == b.host && a.held == b.held && a.assigned == b.assigned
     }
 
     public var up: [WorkerRecord] { workers.values.filter(\.isUp).sorted { $0.id < $1.id } }
@@ -69,6 +83,7 @@ public struct WorkerRegistry: Sendable {
         var rec = WorkerRecord(identity: identity, id: id, name: name, address: address, slots: slots, threads: threads, lastHeard: now)
         rec.host = WorkerHost(host: hostID, cpus: cpus, threads: threads)
         workers[id] = rec
+        routingVersion &+= 1
         return rec
     }
 
@@ -85,6 +100,7 @@ public struct WorkerRegistry: Sendable {
     public mutating func expire(now: Date) -> [WorkerRecord] {
         var lost: [WorkerRecord] = []
         for (id, w) in workers where w.isUp && now.timeIntervalSince(w.lastHeard) > heartbeatTimeout {
+            routingVersion &+= 1
             workers[id]?.state = .lost
             workers[id]?.inFlight = 0
             lost.append(workers[id] ?? w)
@@ -93,13 +109,16 @@ public struct WorkerRegistry: Sendable {
     }
 
     public mutating func markLost(_ id: WorkerID) {
+        if workers[id] != nil { routingVersion &+= 1 }
         workers[id]?.state = .lost
         workers[id]?.inFlight = 0
     }
 
     /// Drops lost workers from the table after a grace period so status does not grow without bound.
     public mutating func forget(lostFor seconds: Double, now: Date) {
-        workers = workers.filter { $0.value.isUp || now.timeIntervalSince($0.value.lastHeard) < seconds }
+        let kept = workers.filter { $0.value.isUp || now.timeIntervalSince($0.value.lastHeard) < seconds }
+        if kept.count != workers.count { routingVersion &+= 1 }
+        workers = kept
     }
 
     /// Holders a dispatch may use, as a scheduler assignment.

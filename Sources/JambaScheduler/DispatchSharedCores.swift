@@ -70,10 +70,19 @@ extension Dispatch {
     public static func preferOnePerSharedCores(experts: [ExpertRows], assignment: Assignment, hosts: [WorkerID: WorkerHost],
                                                available: Set<WorkerID>, rotation: Int) -> Assignment
     {
-        let present = hosts.filter { available.contains($0.key) }
+        preferOnePerSharedCores(experts: experts, assignment: assignment,
+                                groups: turnTakingGroups(hosts.filter { available.contains($0.key) }), rotation: rotation)
+    }
+
+    /// The same with the turn-taking groups of the available workers given (`turnTakingGroups`): a dispatcher
+    /// computes them once per change of its workers rather than on every layer step.
+    public static func preferOnePerSharedCores(experts: [ExpertRows], assignment: Assignment, groups: [[WorkerID]],
+                                               rotation: Int) -> Assignment
+    {
+        guard !groups.isEmpty else { return assignment }
         let routed = experts.filter { $0.rows > 0 }.map(\.expert)
         var drop: [WorkerID: Set<WorkerID>] = [:]  // chosen member -> the group's other members
-        for group in turnTakingGroups(present) {
+        for group in groups {
             let held = { (w: WorkerID) in routed.filter { assignment.holders(of: $0).contains(w) }.count }
             let most = group.map(held).max() ?? 0
             guard most > 0 else { continue }
