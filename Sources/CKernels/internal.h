@@ -26,12 +26,46 @@ static inline const void *w_row(const int bf, const void *w, size_t i) {
 
 #define JC_INLINE __attribute__((always_inline)) inline
 
+static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
+
 #if JC_X86
+/* exp for 8 floats: n = round(x·log2 e); r = x − n·ln 2 (two-part constant); e^r by a degree-6 polynomial;
+   scale by 2^n through the exponent bits. Max relative error ≈ 2 ulp over the clamped range, like Cephes' expf. */
+JC_AVX2 static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+JC_AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
 /* few_rows_avx512.c: y[:, n0:n1] = x · w[n0:n1, :]ᵀ for up to 32 x rows, the sum split at k0 when 0 < k0 < k. */
 void jc_few_rows_avx512_f32(int m, int n0, int n1, int k0, int k, const float *x, int ldx, const void *w, int ldw,
                             float *y, int ldy);
 void jc_few_rows_avx512_bf16(int m, int n0, int n1, int k0, int k, const float *x, int ldx, const void *w, int ldw,
                              float *y, int ldy);
 #endif
+
+/* scan.c: the selective scan of jc_scan_segment_mt for channels [c0, c1) over all `tokens` (c0 a multiple of 8).
+   From JC_SCAN_BLOCK_MIN_TOKENS tokens on, 8 channels per vector with the state transposed (see scan.c). */
+#define JC_SCAN_BLOCK_MIN_TOKENS 4
+void jc_scan_channels(int c0, int c1, int tokens, int n, const float *dt, int ld_dt, const float *u, int ld_u,
+                      const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
+                      float *y, int ld_y);
 
 #endif

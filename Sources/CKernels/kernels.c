@@ -12,29 +12,10 @@ int jc_has_avx2(void) {
 #endif
 }
 
-static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
 static inline float softplus1(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
-/* exp for 8 floats: n = round(x·log2 e); r = x − n·ln 2 (two-part constant); e^r by a degree-6 polynomial;
-   scale by 2^n through the exponent bits. Max relative error ≈ 2 ulp over the clamped range, like Cephes' expf. */
 #if JC_X86
-JC_AVX2 static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 /* ln for 8 floats > 0 (Cephes logf): x = m·2^e with m in [√½, √2); ln m by a degree-8 polynomial in m − 1. */
 JC_AVX2 static inline __m256 log8(__m256 x) {
     const __m256 one = _mm256_set1_ps(1.0f);
@@ -77,13 +58,6 @@ JC_AVX2 static void softplus_bias_avx2(int count, const float *x, const float *b
     int i = 0;
     for (; i + 8 <= count; i += 8) _mm256_storeu_ps(out + i, softplus8(_mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(bias + i))));
     for (; i < count; i++) out[i] = softplus1(x[i] + bias[i]);
-}
-
-JC_AVX2 static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* Weight loads: f32 as stored, or bf16 widened to f32 exactly (bf16 is the top half of an f32, so a shift). */
@@ -131,31 +105,6 @@ JC_AVX2 static void gemm_few_rows_avx2_f32(int m, int n0, int n1, int k, const f
                                            float *y, int ldy) { gemm_few_rows_avx2(0, m, n0, n1, k, x, ldx, w, ldw, y, ldy); }
 JC_AVX2 static void gemm_few_rows_avx2_bf16(int m, int n0, int n1, int k, const float *x, int ldx, const void *w, int ldw,
                                             float *y, int ldy) { gemm_few_rows_avx2(1, m, n0, n1, k, x, ldx, w, ldw, y, ldy); }
-
-JC_AVX2 static void scan_token_avx2(int c0, int c1, int n, const float *dt, const float *u, const float *z, const float *a,
-                                    const float *b, const float *cm, const float *d, float *h, float *y) {
-    for (int ch = c0; ch < c1; ch++) {
-        const float dtc = dt[ch], uc = u[ch], du = dtc * uc;
-        const __m256 vdt = _mm256_set1_ps(dtc), vdu = _mm256_set1_ps(du);
-        float *hc = h + (size_t)ch * n;
-        const float *ac = a + (size_t)ch * n;
-        __m256 acc = _mm256_setzero_ps();
-        int j = 0;
-        for (; j + 8 <= n; j += 8) {
-            __m256 hv = _mm256_fmadd_ps(exp8(_mm256_mul_ps(vdt, _mm256_loadu_ps(ac + j))), _mm256_loadu_ps(hc + j),
-                                        _mm256_mul_ps(vdu, _mm256_loadu_ps(b + j)));
-            _mm256_storeu_ps(hc + j, hv);
-            acc = _mm256_fmadd_ps(hv, _mm256_loadu_ps(cm + j), acc);
-        }
-        float s = hsum8(acc);
-        for (; j < n; j++) {
-            float hv = expf(dtc * ac[j]) * hc[j] + du * b[j];
-            hc[j] = hv;
-            s += hv * cm[j];
-        }
-        y[ch] = (s + d[ch] * uc) * silu1(z[ch]);
-    }
-}
 
 JC_AVX2 static void silu_inplace_avx2(int count, float *x) {
     int i = 0;
@@ -309,22 +258,6 @@ void jc_bf16_to_f32(size_t count, const uint16_t *src, float *dst) {
     if (jc_has_avx2()) { bf16_to_f32_avx2(count, src, dst); return; }
 #endif
     for (; i < count; i++) dst[i] = w_at(1, src, i);
-}
-
-void jc_scan_token(int c0, int c1, int n, const float *dt, const float *u, const float *z, const float *a,
-                   const float *b, const float *c, const float *d, float *h, float *y) {
-#if JC_X86
-    if (jc_has_avx2()) { scan_token_avx2(c0, c1, n, dt, u, z, a, b, c, d, h, y); return; }
-#endif
-    for (int ch = c0; ch < c1; ch++) {
-        float dtc = dt[ch], uc = u[ch], du = dtc * uc, s = 0;
-        for (int j = 0; j < n; j++) {
-            float hv = expf(dtc * a[(size_t)ch * n + j]) * h[(size_t)ch * n + j] + du * b[j];
-            h[(size_t)ch * n + j] = hv;
-            s += hv * c[j];
-        }
-        y[ch] = (s + d[ch] * uc) * silu1(z[ch]);
-    }
 }
 
 void jc_softplus_bias(int count, const float *x, const float *bias, float *out) {

@@ -7,7 +7,7 @@
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE  /* sched_getcpu, cpu_set_t, pthread_setaffinity_np */
 #endif
-#include "ckernels.h"
+#include "internal.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -267,11 +267,8 @@ typedef struct {
 /* Channels [c0, c1) over every token. */
 static void scan_range(void *ctx, int c0, int c1) {
     scan_job *j = (scan_job *)ctx;
-    for (int t = 0; t < j->tokens; t++) {
-        const float *b = j->bc + (size_t)t * j->ld_bc;
-        jc_scan_token(c0, c1, j->n, j->dt + (size_t)t * j->ld_dt, j->u + (size_t)t * j->ld_u, j->z + (size_t)t * j->ld_z,
-                      j->a, b, b + j->n, j->d, j->h, j->y + (size_t)t * j->ld_y);
-    }
+    jc_scan_channels(c0, c1, j->tokens, j->n, j->dt, j->ld_dt, j->u, j->ld_u, j->z, j->ld_z, j->a, j->bc, j->ld_bc, j->d,
+                     j->h, j->y, j->ld_y);
 }
 
 void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const float *dt, int ld_dt, const float *u, int ld_u,
@@ -284,8 +281,10 @@ void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const floa
     if ((long)tokens * channels * n < (1L << 14)) nparts = 1;
     if (nparts > JC_POOL_MAX + 1) nparts = JC_POOL_MAX + 1;
     /* Chunks of whole 8-channel vectors; each channel's state evolves on its own, so a chunk runs all tokens for
-       its channels and the result does not depend on who runs it. */
-    chunks_init(&j.work, channels, nparts, 8);
+       its channels and the result does not depend on who runs it. Over a prompt, 8 chunks per thread rather than
+       16: scan.c's blocks of 128 channels scan faster than blocks of 64 (10.1 against 13.5 ns a token and channel). */
+    if (tokens >= JC_SCAN_BLOCK_MIN_TOKENS) chunks_init_n(&j.work, channels, nparts <= 1 ? 1 : 8 * nparts, 8);
+    else chunks_init(&j.work, channels, nparts, 8);
     jc_pool_run(nparts, range_part, &j);
 }
 

@@ -68,4 +68,41 @@ final class KernelTests: XCTestCase {
         print("[kernel] scan token max |diff| vs float64 \(worst) (tol 1e-5)")
         XCTAssertLessThanOrEqual(worst, 1e-5)
     }
+
+    /// A prompt's scan (`Kernels.scanSegment`): from 4 tokens on, 8 channels per vector with the state transposed
+    /// (scan.c), the tail channels and state sizes above 32 per token. Every case against a float64 evaluation
+    /// of the recurrence, token by token.
+    func testScanSegmentMatchesScalar() {
+        // (tokens, channels, state): blocks plus a 4-channel tail; an odd state size; the per-token fallback for a
+        // state above 32; 3 tokens (decode's per-token kernel).
+        let threads = BLAS.kernelThreads
+        defer { BLAS.kernelThreads = threads }
+        BLAS.kernelThreads = 2
+        for (tokens, di, n) in [(37, 300, 16), (9, 64, 5), (6, 24, 40), (3, 40, 16)] {
+            let dt = lcgFloats(tokens * di, seed: 41).map { abs($0) * 0.5 }, u = lcgFloats(tokens * di, seed: 42)
+            let z = lcgFloats(tokens * di, seed: 43), a = lcgFloats(di * n, seed: 44).map { -abs($0) * 4 }
+            let bc = lcgFloats(tokens * 2 * n, seed: 45), d = lcgFloats(di, seed: 46), h0 = lcgFloats(di * n, seed: 47)
+            var h = h0, y = [Float](repeating: 0, count: tokens * di)
+            h.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in
+                Kernels.scanSegment(tokens: tokens, channels: di, state: n, dt: dt, ldDt: di, u: u, ldU: di, z: z, ldZ: di,
+                                    a: a, bc: bc, ldBC: 2 * n, d: d, h: hp.baseAddress!, y: yp.baseAddress!, ldY: di)
+            } }
+            var ref = h0.map(Double.init), worst = 0.0
+            for t in 0..<tokens {
+                for ch in 0..<di {
+                    let (dtc, uc) = (Double(dt[t * di + ch]), Double(u[t * di + ch]))
+                    var s = 0.0
+                    for j in 0..<n {
+                        ref[ch * n + j] = Foundation.exp(dtc * Double(a[ch * n + j])) * ref[ch * n + j] + dtc * uc * Double(bc[t * 2 * n + j])
+                        s += ref[ch * n + j] * Double(bc[t * 2 * n + n + j])
+                    }
+                    let zz = Double(z[t * di + ch])
+                    worst = max(worst, abs((s + Double(d[ch]) * uc) * zz / (1 + Foundation.exp(-zz)) - Double(y[t * di + ch])))
+                }
+            }
+            for i in ref.indices { worst = max(worst, abs(ref[i] - Double(h[i]))) }
+            print("[kernel] scan segment \(tokens) tokens × \(di) channels, state \(n): max |diff| vs float64 \(worst) (tol 1e-5)")
+            XCTAssertLessThanOrEqual(worst, 1e-5, "\(tokens) tokens, \(di) channels, state \(n)")
+        }
+    }
 }
