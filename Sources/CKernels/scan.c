@@ -2,12 +2,53 @@
 #include "internal.h"
 #include <math.h>
 
-/* Per token (decode, and any CPU): for each channel its state is one or two vectors of the state size; the
-   output is their dot product with C, reduced across the vector's lanes. */
+/* Per token (decode, and any CPU): for each channel its state is n/8 vectors of 8 states, updated in place, and
+   the output is their dot product with C, reduced across the lanes. */
 #if JC_X86
+/* Channel `ch`'s state updated for one token: h = exp(dt·A) ⊙ h + (dt·u)·B; returns h ⊙ C summed per lane (n a
+   multiple of 8). */
+JC_AVX2 static JC_INLINE __m256 scan_channel(int n, float dtc, float du, const float *ac, const float *b, const float *cm,
+                                             float *hc) {
+    const __m256 vdt = _mm256_set1_ps(dtc), vdu = _mm256_set1_ps(du);
+    __m256 acc = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) {
+        const __m256 hv = _mm256_fmadd_ps(exp8(_mm256_mul_ps(vdt, _mm256_loadu_ps(ac + j))), _mm256_loadu_ps(hc + j),
+                                          _mm256_mul_ps(vdu, _mm256_loadu_ps(b + j)));
+        _mm256_storeu_ps(hc + j, hv);
+        acc = _mm256_fmadd_ps(hv, _mm256_loadu_ps(cm + j), acc);
+    }
+    return acc;
+}
+
+/* The sums of 8 vectors' lanes, as one vector: [Σv0, Σv1, ..., Σv7]. */
+JC_AVX2 static JC_INLINE __m256 hsum8x8(const __m256 v[8]) {
+    const __m256 ab = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));  // v0..v3: lanes 0–3 | 4–7
+    const __m256 cd = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));  // v4..v7
+    return _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20), _mm256_permute2f128_ps(ab, cd, 0x31));
+}
+
+/* 8 channels at a time: their reductions in one transpose-and-add (instead of one per channel) and SiLU
+   vectorised (instead of libm's expf per channel), ~40% less time per token and channel than one channel at a time
+   (bench/kernels.md §6). The state updates are the same operations either way. */
 JC_AVX2 static void scan_token_avx2(int c0, int c1, int n, const float *dt, const float *u, const float *z, const float *a,
                                     const float *b, const float *cm, const float *d, float *h, float *y) {
-    for (int ch = c0; ch < c1; ch++) {
+    int ch = c0;
+    if (n % 8 == 0) {
+        const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+        for (; ch + 8 <= c1; ch += 8) {
+            __m256 acc[8];
+            for (int c = 0; c < 8; c++) {
+                const int k = ch + c;
+                acc[c] = scan_channel(n, dt[k], dt[k] * u[k], a + (size_t)k * n, b, cm, h + (size_t)k * n);
+            }
+            // y = (h·C + D·u) ⊙ SiLU(z), 8 channels
+            const __m256 vz = _mm256_loadu_ps(z + ch);
+            const __m256 silu = _mm256_div_ps(vz, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, vz))));
+            const __m256 s = _mm256_fmadd_ps(_mm256_loadu_ps(d + ch), _mm256_loadu_ps(u + ch), hsum8x8(acc));
+            _mm256_storeu_ps(y + ch, _mm256_mul_ps(s, silu));
+        }
+    }
+    for (; ch < c1; ch++) {  // the last channels, or a state size that is not a multiple of 8
         const float dtc = dt[ch], uc = u[ch], du = dtc * uc;
         const __m256 vdt = _mm256_set1_ps(dtc), vdu = _mm256_set1_ps(du);
         float *hc = h + (size_t)ch * n;
