@@ -61,6 +61,7 @@ struct Bench: ParsableCommand {
                 var report = try JSONDecoder().decode(BenchReport.self, from: Data(contentsOf: URL(fileURLWithPath: out + ".json")))
                 report.references = try BenchReport.loadReferences(directory: reference)
                 report.interleavedB1 = try BenchReport.loadInterleavedB1(file: interleaved, notBefore: report.date)
+                report.applyLimits()
                 try report.write(stem: out)
                 print(report.markdown())
                 return
@@ -140,10 +141,16 @@ struct Bench: ParsableCommand {
             let stepMedian = median(runs.flatMap(\.stepSeconds))
             let experts = median(runs.flatMap { $0.expertsPerStep.map(Double.init) })
             let bytes = Double(m.nonExpertBytesPerToken) + experts * Double(m.expertBytes)
+            // Every row multiplies through the non-expert weights (LM head included) and its top-k experts per MoE layer;
+            // the step streams the non-expert weights once and each expert any row uses once.
+            let parts = [BenchReport.Part(name: "dense", bytes: Double(m.nonExpertBytesPerToken),
+                                          flops: 2.0 * Double(b) * Double(m.nonExpertParametersPerToken)),
+                         BenchReport.Part(name: "experts", bytes: experts * Double(m.expertBytes),
+                                          flops: 2.0 * Double(b * m.config.moeLayers.count * m.config.numExpertsPerTok * m.expertParameters))]
             report.add(.init(mode: "local", dtype: dtype.rawValue, scenario: "decode_b\(b)", batch: b, tokensPerSecond: median(perRun),
                              ttftSeconds: median(runs.map(\.ttft)), samples: perRun,
                              achievedPerSecond: bytes / stepMedian, limitKind: "bytes",
-                             msPerStep: 1000 * stepMedian, bytesPerStep: bytes))
+                             msPerStep: 1000 * stepMedian, bytesPerStep: bytes, parts: parts))
             let expertMs = 1000 * median(runs.flatMap(\.expertSecondsPerStep))
             log("\(dtype) decode b\(b): \(String(format: "%.1f", median(perRun))) tok/s, \(String(format: "%.1f", 1000 * stepMedian)) ms/step (experts \(String(format: "%.1f", expertMs)) ms), \(Int(bytes / 1e6)) MB/step")
         }

@@ -53,6 +53,22 @@ struct BenchReport: Codable {
         var pairedRatios: [Double]?
         /// achieved ÷ the matching limit with the run's thread count, filled in by `add`.
         var ofLimit: Double?
+        /// A decode step's parts that run one after the other (the layers outside the experts, then the experts),
+        /// each with the bytes of weights it streams and its arithmetic, for the step's roofline.
+        var parts: [Part]?
+        /// Roofline time ÷ the measured step, and what bound each part; filled in by `add`. Each part takes at least
+        /// the longer of streaming its bytes at the read limit and doing its FLOPs at the sgemm limit, so no step
+        /// can beat the sum of those on this machine, whichever resource binds (memory at small batches, arithmetic
+        /// outside the experts at batch 32).
+        var ofRoofline: Double?
+        var roofBound: String?
+    }
+
+    /// Part of a step for its roofline: weights streamed and arithmetic done.
+    struct Part: Codable {
+        var name: String
+        var bytes: Double
+        var flops: Double
     }
 
     var model: String
@@ -89,10 +105,30 @@ struct BenchReport: Codable {
         for j in rows.indices {
             guard let a = rows[j].achievedPerSecond, let kind = rows[j].limitKind else { continue }
             rows[j].ofLimit = kind == "flops" ? a / (l.sgemmGFLOPS[i] * 1e9) : a / (l.readGBps[i] * 1e9)
+            if let parts = rows[j].parts, !parts.isEmpty, let ms = rows[j].msPerStep, ms > 0,
+               let roof = Self.roofline(parts, readGBps: l.readGBps[i], sgemmGFLOPS: l.sgemmGFLOPS[i]) {
+                rows[j].ofRoofline = 1000 * roof.seconds / ms
+                rows[j].roofBound = roof.bound
+            }
         }
     }
 
     mutating func add(contentsOf rs: [Row]) { for r in rs { add(r) } }
+
+    /// The least time parts run in sequence take at these limits, and what binds each ("memory", "compute", or
+    /// per part, e.g. "dense: compute, experts: memory").
+    static func roofline(_ parts: [Part], readGBps: Double, sgemmGFLOPS: Double) -> (seconds: Double, bound: String)? {
+        guard readGBps > 0, sgemmGFLOPS > 0 else { return nil }
+        var seconds = 0.0
+        var bounds: [(String, String)] = []
+        for p in parts {
+            let memory = p.bytes / (readGBps * 1e9), compute = p.flops / (sgemmGFLOPS * 1e9)
+            seconds += max(memory, compute)
+            bounds.append((p.name, memory >= compute ? "memory" : "compute"))
+        }
+        let kinds = Set(bounds.map(\.1))
+        return (seconds, kinds.count == 1 ? bounds[0].1 : bounds.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
+    }
 
     func write(stem: String) throws {
         let url = URL(fileURLWithPath: stem)
@@ -114,12 +150,13 @@ struct BenchReport: Codable {
             s += "| **memory read limit** (the better of the two) | \(f(l.readGBps.first)) | \(f(l.readGBps.last)) |\n"
             s += "| sgemv GB/s | \(f(l.sgemvGBps.first)) | \(f(l.sgemvGBps.last)) |\n\n"
         }
-        s += "| mode | weights | scenario | tok/s | TTFT s | ms/step | MB/step | achieved | of limit | encode (of it: plan) | wait | decode |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        s += "| mode | weights | scenario | tok/s | TTFT s | ms/step | MB/step | achieved | of limit | of roofline | encode (of it: plan) | wait | decode |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for r in rows {
             let achieved = r.achievedPerSecond.map { r.limitKind == "flops" ? "\(f($0 / 1e9)) GFLOP/s" : "\(f($0 / 1e9)) GB/s" } ?? ""
             s += "| \(r.mode) | \(r.dtype) | \(r.scenario) | \(f(r.tokensPerSecond)) | \(f3(r.ttftSeconds)) | \(r.msPerStep.map(f) ?? "") | "
-            s += "\(r.bytesPerStep.map { f($0 / 1e6) } ?? "") | \(achieved) | \(r.ofLimit.map(pct) ?? "") | "
+            let roof = r.ofRoofline.map { pct($0) + (r.roofBound.map { " (\($0))" } ?? "") } ?? ""
+            s += "\(r.bytesPerStep.map { f($0 / 1e6) } ?? "") | \(achieved) | \(r.ofLimit.map(pct) ?? "") | \(roof) | "
             s += "\(r.encodeShare.map(pct) ?? "")\(r.planShare.map { " (" + pct($0) + ")" } ?? "") | \(r.waitShare.map(pct) ?? "") | \(r.decodeShare.map(pct) ?? "") |\n"
         }
         for (dtype, bytes) in peakRSSBytes.sorted(by: { $0.key > $1.key }) {

@@ -1,5 +1,5 @@
 // BenchRenderTests: `jamba bench --render-only` takes the bf16-against-llama.cpp target from interleaved pairs made
-// after the run, and only from those.
+// after the run, and only from those; and it puts each decode row against its roofline.
 import Foundation
 import XCTest
 
@@ -32,6 +32,10 @@ final class BenchRenderTests: XCTestCase {
     }
 
     func render() throws -> String {
+        try renderAll().split(separator: "\n").first { $0.contains("bf16 decode b1 ≥ llama.cpp f16") }.map(String.init) ?? ""
+    }
+
+    func renderAll() throws -> String {
         let p = Process()
         p.executableURL = try ClusterHarness.executable("jamba")
         p.arguments = ["bench", "--model", dir, "--render-only", "--out", dir + "results", "--reference", dir + "reference",
@@ -43,8 +47,7 @@ final class BenchRenderTests: XCTestCase {
         let out = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0)
-        let text = String(decoding: out, as: UTF8.self)
-        return text.split(separator: "\n").first { $0.contains("bf16 decode b1 ≥ llama.cpp f16") }.map(String.init) ?? ""
+        return String(decoding: out, as: UTF8.self)
     }
 
     func testTargetUsesInterleavedPairsMadeAfterTheRun() throws {
@@ -69,5 +72,45 @@ final class BenchRenderTests: XCTestCase {
         try write(interleaved(date: "2026-12-04T19:30:00+00:00", ratios: [1.10], ours: "f32"), to: dir + "interleaved.json")
         row = try render()
         XCTAssertFalse(row.contains("interleaved"), row)
+    }
+
+    /// A step's roofline: its parts run one after the other, each taking at least the longer of streaming its bytes at
+    /// the read limit and doing its FLOPs at the sgemm limit. Limits: 50 GB/s and 200 GFLOP/s.
+    /// - Batch 1: dense 0.4 GB / 1 GFLOP (8 ms, memory), experts 0.1 GB / 0.2 GFLOP (2 ms, memory); measured 12.5 ms: 80%.
+    /// - Batch 32: dense 0.4 GB / 3 GFLOP (15 ms, compute), experts 0.2 GB / 1 GFLOP (5 ms, compute); measured 25 ms: 80%.
+    /// - Batch 8: dense 0.4 GB / 2 GFLOP (10 ms, compute), experts 0.3 GB / 0.4 GFLOP (6 ms, memory); measured 20 ms: 80%,
+    ///   bound differently per part.
+    /// A row without parts (an older run's JSON) gets no roofline.
+    func testDecodeRowsAreMeasuredAgainstTheirRoofline() throws {
+        let limits: [String: Any] = ["sgemmShape": [512, 5632, 1024], "sgemmGFLOPS": [100.0, 200.0], "readGBps": [30.0, 50.0],
+                                     "sumGBps": [30.0, 50.0], "streamGBps": [25.0, 45.0], "sgemvGBps": [20.0, 40.0]]
+        func row(_ scenario: String, batch: Int, ms: Double, parts: [(Double, Double)]?) -> [String: Any] {
+            let bytes = (parts ?? [(0.5e9, 0)]).reduce(0) { $0 + $1.0 }
+            var r: [String: Any] = ["mode": "local", "dtype": "f32", "scenario": scenario, "batch": batch, "tokensPerSecond": 1.0,
+                                    "ttftSeconds": 0.1, "samples": [1.0], "msPerStep": ms, "bytesPerStep": bytes,
+                                    "achievedPerSecond": bytes / (ms / 1000), "limitKind": "bytes"]
+            if let parts {
+                r["parts"] = zip(["dense", "experts"], parts).map { ["name": $0.0, "bytes": $0.1.0, "flops": $0.1.1] }
+            }
+            return r
+        }
+        try write(["model": "m", "threads": 2, "date": "2026-12-04T19:00:00Z", "peakRSSBytes": [String: Int](),
+                   "references": [Any](), "limits": limits,
+                   "rows": [row("decode_b1", batch: 1, ms: 12.5, parts: [(0.4e9, 1e9), (0.1e9, 0.2e9)]),
+                            row("decode_b32", batch: 32, ms: 25, parts: [(0.4e9, 3e9), (0.2e9, 1e9)]),
+                            row("decode_b8", batch: 8, ms: 20, parts: [(0.4e9, 2e9), (0.3e9, 0.4e9)]),
+                            row("decode_b2", batch: 2, ms: 20, parts: nil)]], to: dir + "results.json")
+        let text = try renderAll()
+        func line(_ scenario: String) -> String {
+            text.split(separator: "\n").first { $0.contains("| \(scenario) |") }.map(String.init) ?? ""
+        }
+        for s in ["decode_b1", "decode_b32", "decode_b8", "decode_b2"] { print("[render] \(line(s))") }
+        XCTAssertTrue(text.contains("| of limit | of roofline |"), text)
+        XCTAssertTrue(line("decode_b1").contains("| 80% (memory) |"), line("decode_b1"))
+        XCTAssertTrue(line("decode_b32").contains("| 80% (compute) |"), line("decode_b32"))
+        XCTAssertTrue(line("decode_b8").contains("| 80% (dense: compute, experts: memory) |"), line("decode_b8"))
+        // The memory-only ratio stays for the targets: 0.6 GB in 25 ms is 24 GB/s, 48% of 50.
+        XCTAssertTrue(line("decode_b32").contains("| 48% |"), line("decode_b32"))
+        XCTAssertFalse(line("decode_b2").contains("memory") || line("decode_b2").contains("compute"), line("decode_b2"))
     }
 }
