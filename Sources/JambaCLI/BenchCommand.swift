@@ -71,6 +71,8 @@ struct Bench: ParsableCommand {
             var report = BenchReport(model: modelOptions.model, threads: threads, date: ISO8601DateFormatter().string(from: Date()))
             report.references = try BenchReport.loadReferences(directory: reference)
             var vocab = 0
+            // Allocated before any model, so that it counts the same in every dtype's peak and is subtracted there.
+            let probe = noLimits ? nil : MachineLimits.ReadProbe()
             for dtype in try parseDTypes(dtypes, flag: "--dtypes") {
                 let local = try LocalModel(modelOptions, weightsDType: dtype)
                 let m = local.model
@@ -80,8 +82,8 @@ struct Bench: ParsableCommand {
                                                                expertParameters: m.expertParameters,
                                                                moeLayers: m.config.moeLayers.count, topK: m.config.numExpertsPerTok)
                 }
-                try runLocal(local, dtype: dtype, report: &report)
-                report.peakRSSBytes[dtype.rawValue] = peakRSS()
+                try runLocal(local, dtype: dtype, report: &report, probe: probe)
+                report.peakRSSBytes[dtype.rawValue] = peakRSS() - (probe?.bytes ?? 0)
             }
             if !noLimits {
                 let config = try JambaConfig.load(directory: modelOptions.url)
@@ -121,7 +123,7 @@ struct Bench: ParsableCommand {
     }
 
     /// Prefill and decode scenarios on a model loaded in this process.
-    func runLocal(_ local: LocalModel, dtype: WeightDType, report: inout BenchReport) throws {
+    func runLocal(_ local: LocalModel, dtype: WeightDType, report: inout BenchReport, probe: MachineLimits.ReadProbe?) throws {
         let m = local.model
         var bench = LocalBench(model: m, experts: local.experts)
         if prefillTokens > 0 {
@@ -136,7 +138,12 @@ struct Bench: ParsableCommand {
 
         for b in try parseTokenList(batches, flag: "--batches") where b > 0 {
             var runs: [LocalBench.DecodeRun] = []
+            // The read limit of these minutes: measured just before and just after the runs (the one at the end of the
+            // bench can be a minute and 1.5× away).
+            var readLimits: [Double] = []
+            if let probe { readLimits.append(probe.readGBps(threads: BLAS.threads)) }
             for r in 0..<repeats { runs.append(try bench.decode(batch: b, promptLen: 32, newTokens: newTokens, seed: UInt64(100 * r + b))) }
+            if let probe { readLimits.append(probe.readGBps(threads: BLAS.threads)) }
             let perRun = runs.map { Double(b * $0.stepSeconds.count) / $0.stepSeconds.reduce(0, +) }
             let stepMedian = median(runs.flatMap(\.stepSeconds))
             let experts = median(runs.flatMap { $0.expertsPerStep.map(Double.init) })
@@ -150,9 +157,11 @@ struct Bench: ParsableCommand {
             report.add(.init(mode: "local", dtype: dtype.rawValue, scenario: "decode_b\(b)", batch: b, tokensPerSecond: median(perRun),
                              ttftSeconds: median(runs.map(\.ttft)), samples: perRun,
                              achievedPerSecond: bytes / stepMedian, limitKind: "bytes",
-                             msPerStep: 1000 * stepMedian, bytesPerStep: bytes, parts: parts))
+                             msPerStep: 1000 * stepMedian, bytesPerStep: bytes, parts: parts,
+                             readLimitGBps: readLimits.isEmpty ? nil : readLimits))
             let expertMs = 1000 * median(runs.flatMap(\.expertSecondsPerStep))
-            log("\(dtype) decode b\(b): \(String(format: "%.1f", median(perRun))) tok/s, \(String(format: "%.1f", 1000 * stepMedian)) ms/step (experts \(String(format: "%.1f", expertMs)) ms), \(Int(bytes / 1e6)) MB/step")
+            let limits = readLimits.isEmpty ? "" : ", read limit before/after \(readLimits.map { String(format: "%.1f", $0) }.joined(separator: "/")) GB/s"
+            log("\(dtype) decode b\(b): \(String(format: "%.1f", median(perRun))) tok/s, \(String(format: "%.1f", 1000 * stepMedian)) ms/step (experts \(String(format: "%.1f", expertMs)) ms), \(Int(bytes / 1e6)) MB/step\(limits)")
         }
     }
 

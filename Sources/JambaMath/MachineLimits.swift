@@ -31,69 +31,100 @@ public enum MachineLimits {
         return 2 * Double(m) * Double(n) * Double(k) / best
     }
 
-    /// Best-of-`repeats` GB/s of y = W[n, k] · x streaming a matrix of `bytes` (sgemv, `threads` of OpenBLAS's own threads).
-    public static func sgemvGBps(bytes: Int = 512 << 20, threads: Int, repeats: Int = 5) -> Double {
-        BLAS.withOpenBLASThreads(threads) {
-            streamOneRow(bytes: bytes, k: 4096, repeats: repeats) { n, k, x, w, y in
-                BLAS.cblasGemm(m: 1, n: n, k: k, x: x, ldx: k, w: w, ldw: k, y: y, ldy: n)
-            }
-        }
-    }
-
     /// Best-of-`repeats` GB/s of summing a `bytes`-sized f32 array split over `threads` threads (plain reads,
     /// SIMD with several accumulators): the memory bandwidth decode can hope for.
     public static func memoryReadGBps(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
-        let count = bytes / 4
-        let data = [Float](repeating: 1, count: count)
-        var best = Double.infinity
-        let sink = Sink()
-        data.withUnsafeBufferPointer { p in
-            // The address crosses into the worker threads as an integer: the array outlives concurrentPerform.
-            let address = Int(bitPattern: p.baseAddress)
-            for _ in 0..<(repeats + 1) {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                DispatchQueue.concurrentPerform(iterations: threads) { t in
-                    guard let base = UnsafePointer<Float>(bitPattern: address) else { return }
-                    let chunk = count / threads
-                    let s = Kernels.sumOfSquares(base + t * chunk, chunk)
-                    sink.add(s)
-                }
-                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
-            }
-        }
-        return Double(count * 4) / best
+        let data = [Float](repeating: 1, count: bytes / 4)
+        return data.withUnsafeBufferPointer { sumGBps($0, threads: threads, repeats: repeats) }
     }
 
     /// Best-of-`repeats` GB/s of the few-row kernel streaming a `bytes`-sized f32 matrix against one row, split
     /// over `threads`: a second read ceiling. It can beat the plain sum above, because it prefetches several
     /// 4 KiB rows ahead and so keeps more reads in flight; decode cannot stream faster than the better of the two.
     public static func streamGBps(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
+        let w = [Float](repeating: 0.5, count: bytes / 4)
+        return w.withUnsafeBufferPointer { streamGBps($0, threads: threads, repeats: repeats) }
+    }
+
+    /// `memoryReadGBps` over `data`.
+    static func sumGBps(_ data: UnsafeBufferPointer<Float>, threads: Int, repeats: Int) -> Double {
+        let count = data.count
+        var best = Double.infinity
+        let sink = Sink()
+        // The address crosses into the worker threads as an integer: the caller keeps the buffer alive.
+        let address = Int(bitPattern: data.baseAddress)
+        for _ in 0..<(repeats + 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                guard let base = UnsafePointer<Float>(bitPattern: address) else { return }
+                let chunk = count / threads
+                sink.add(Kernels.sumOfSquares(base + t * chunk, chunk))
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+        }
+        return Double(count * 4) / best
+    }
+
+    /// `streamGBps` over `w`, read as a [n, 1024] matrix.
+    static func streamGBps(_ w: UnsafeBufferPointer<Float>, threads: Int, repeats: Int) -> Double {
         let previous = BLAS.kernelThreads
         BLAS.kernelThreads = threads
         defer { BLAS.kernelThreads = previous }
-        return streamOneRow(bytes: bytes, k: 1024, repeats: repeats) { n, k, x, w, y in
+        return streamOneRow(w, k: 1024, repeats: repeats) { n, k, x, w, y in
             BLAS.gemmFewRows(m: 1, n: n, k: k, x: x, ldx: k, w: w, bf16: false, ldw: k, y: y, ldy: n)
         }
     }
 
-    /// Best-of-`repeats` GB/s of `product(n, k, x, w, y)`, y[n] = w[n, k] · x[k], over an f32 matrix of `bytes`.
-    private static func streamOneRow(bytes: Int, k: Int, repeats: Int,
+    /// Best-of-`repeats` GB/s of y = W[n, k] · x streaming a matrix of `bytes` (sgemv, `threads` of OpenBLAS's own threads).
+    public static func sgemvGBps(bytes: Int = 512 << 20, threads: Int, repeats: Int = 5) -> Double {
+        let w = [Float](repeating: 0.5, count: bytes / 4)
+        return BLAS.withOpenBLASThreads(threads) {
+            w.withUnsafeBufferPointer { wp in
+                streamOneRow(wp, k: 4096, repeats: repeats) { n, k, x, w, y in
+                    BLAS.cblasGemm(m: 1, n: n, k: k, x: x, ldx: k, w: w, ldw: k, y: y, ldy: n)
+                }
+            }
+        }
+    }
+
+    /// Best-of-`repeats` GB/s of `product(n, k, x, w, y)`, y[n] = w[n, k] · x[k], over the f32 matrix `w`.
+    private static func streamOneRow(_ w: UnsafeBufferPointer<Float>, k: Int, repeats: Int,
                                      _ product: (Int, Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Double {
-        let n = max(1, bytes / 4 / k)
-        let w = [Float](repeating: 0.5, count: n * k)
+        let n = max(1, w.count / k)
+        guard let wp = w.baseAddress, w.count >= n * k else { return 0 }
         let x = [Float](repeating: 1, count: k)
         var y = [Float](repeating: 0, count: n)
         var best = Double.infinity
         for _ in 0..<(repeats + 1) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            w.withUnsafeBufferPointer { wp in
-                x.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { yp in product(n, k, xp.baseAddress!, wp.baseAddress!, yp.baseAddress!) }
-                }
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in product(n, k, xp.baseAddress!, wp, yp.baseAddress!) }
             }
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
         }
         return Double(n * k * 4) / best
+    }
+
+    /// The memory read limit measured again and again in one run, on one buffer allocated (and touched) once, so
+    /// that a decode figure can be set against the bandwidth of the minutes it ran in: this VM's drifts by 1.5×
+    /// within a minute. The buffer stays resident for the probe's lifetime; callers that report peak memory
+    /// subtract `bytes`.
+    public final class ReadProbe {
+        public let bytes: Int
+        private let data: [Float]
+
+        public init(bytes: Int = 512 << 20) {
+            self.bytes = bytes / 4 * 4
+            data = [Float](repeating: 0.5, count: bytes / 4)  // written, so every page is resident from here on
+        }
+
+        /// The better of the SIMD sum and the few-row kernel over the buffer, each best of `repeats`, GB/s.
+        public func readGBps(threads: Int, repeats: Int = 3) -> Double {
+            data.withUnsafeBufferPointer { p in
+                max(MachineLimits.sumGBps(p, threads: threads, repeats: repeats),
+                    MachineLimits.streamGBps(p, threads: threads, repeats: repeats))
+            }
+        }
     }
 
     /// Keeps the sums alive so the reads are not optimised away.

@@ -80,15 +80,17 @@ final class BenchRenderTests: XCTestCase {
     /// - Batch 32: dense 0.4 GB / 3 GFLOP (15 ms, compute), experts 0.2 GB / 1 GFLOP (5 ms, compute); measured 25 ms: 80%.
     /// - Batch 8: dense 0.4 GB / 2 GFLOP (10 ms, compute), experts 0.3 GB / 0.4 GFLOP (6 ms, memory); measured 20 ms: 80%,
     ///   bound differently per part.
-    /// A row without parts (an older run's JSON) gets no roofline.
+    /// A row without parts (an older run's JSON) gets no roofline; a row with the read limit measured around its own runs
+    /// is set against that instead of the limit measured at the end.
     func testDecodeRowsAreMeasuredAgainstTheirRoofline() throws {
         let limits: [String: Any] = ["sgemmShape": [512, 5632, 1024], "sgemmGFLOPS": [100.0, 200.0], "readGBps": [30.0, 50.0],
                                      "sumGBps": [30.0, 50.0], "streamGBps": [25.0, 45.0], "sgemvGBps": [20.0, 40.0]]
-        func row(_ scenario: String, batch: Int, ms: Double, parts: [(Double, Double)]?) -> [String: Any] {
+        func row(_ scenario: String, batch: Int, ms: Double, parts: [(Double, Double)]?, readLimits: [Double]? = nil) -> [String: Any] {
             let bytes = (parts ?? [(0.5e9, 0)]).reduce(0) { $0 + $1.0 }
             var r: [String: Any] = ["mode": "local", "dtype": "f32", "scenario": scenario, "batch": batch, "tokensPerSecond": 1.0,
                                     "ttftSeconds": 0.1, "samples": [1.0], "msPerStep": ms, "bytesPerStep": bytes,
                                     "achievedPerSecond": bytes / (ms / 1000), "limitKind": "bytes"]
+            if let readLimits { r["readLimitGBps"] = readLimits }
             if let parts {
                 r["parts"] = zip(["dense", "experts"], parts).map { ["name": $0.0, "bytes": $0.1.0, "flops": $0.1.1] }
             }
@@ -99,12 +101,16 @@ final class BenchRenderTests: XCTestCase {
                    "rows": [row("decode_b1", batch: 1, ms: 12.5, parts: [(0.4e9, 1e9), (0.1e9, 0.2e9)]),
                             row("decode_b32", batch: 32, ms: 25, parts: [(0.4e9, 3e9), (0.2e9, 1e9)]),
                             row("decode_b8", batch: 8, ms: 20, parts: [(0.4e9, 2e9), (0.3e9, 0.4e9)]),
-                            row("decode_b2", batch: 2, ms: 20, parts: nil)]], to: dir + "results.json")
+                            row("decode_b2", batch: 2, ms: 20, parts: nil),
+                            // Measured with the bandwidth at 20 and 30 GB/s just before and after: 0.5 GB in 20 ms is
+                            // 25 GB/s, 100% of their mean; its roofline (0.4 + 0.1 GB at 25 GB/s) is 20 ms, 100%.
+                            row("decode_b4", batch: 4, ms: 20, parts: [(0.4e9, 1e9), (0.1e9, 0.2e9)], readLimits: [20, 30])]],
+                  to: dir + "results.json")
         let text = try renderAll()
         func line(_ scenario: String) -> String {
             text.split(separator: "\n").first { $0.contains("| \(scenario) |") }.map(String.init) ?? ""
         }
-        for s in ["decode_b1", "decode_b32", "decode_b8", "decode_b2"] { print("[render] \(line(s))") }
+        for s in ["decode_b1", "decode_b32", "decode_b8", "decode_b2", "decode_b4"] { print("[render] \(line(s))") }
         XCTAssertTrue(text.contains("| of limit | of roofline |"), text)
         XCTAssertTrue(line("decode_b1").contains("| 80% (memory) |"), line("decode_b1"))
         XCTAssertTrue(line("decode_b32").contains("| 80% (compute) |"), line("decode_b32"))
@@ -112,5 +118,7 @@ final class BenchRenderTests: XCTestCase {
         // The memory-only ratio stays for the targets: 0.6 GB in 25 ms is 24 GB/s, 48% of 50.
         XCTAssertTrue(line("decode_b32").contains("| 48% |"), line("decode_b32"))
         XCTAssertFalse(line("decode_b2").contains("memory") || line("decode_b2").contains("compute"), line("decode_b2"))
+        // A row measured with its own read limit is set against it, not against the end-of-bench 50 GB/s.
+        XCTAssertTrue(line("decode_b4").contains("| 100% of 25.0 | 100% (memory) |"), line("decode_b4"))
     }
 }
