@@ -8,14 +8,14 @@ import JambaModel
 struct CountingExecutor: ExpertExecutor {
     var inner: LocalExpertExecutor
     var expertsRun = 0
-    /// Seconds spent running experts (the part a cluster moves to its workers).
+    /// Seconds spent running experts and combining their outputs (the part a cluster moves to its workers).
     var expertSeconds = 0.0
 
-    mutating func run(layer: Int, batches: [ExpertBatch]) throws -> [Matrix] {
+    mutating func run(layer: Int, x: Matrix, batches: [ExpertBatch], into out: inout Matrix) throws {
         expertsRun += batches.count
         let t0 = LocalBench.now()
         defer { expertSeconds += LocalBench.now() - t0 }
-        return try inner.run(layer: layer, batches: batches)
+        try inner.run(layer: layer, x: x, batches: batches, into: &out)
     }
 }
 

@@ -8,11 +8,12 @@ import JambaWire
 import ZeroMQ
 
 /// Per MoE layer: split each expert's rows among its live holders (least-loaded first, by measured speed), or at
-/// decode give each slice of each expert (`MLP.sliceBounds`) to one holder, send each worker ONE request with all
-/// of its experts' rows, wait for every reply, and put the outputs back in batch order (an expert's slice partials
-/// summed in slice order, as the in-process expert sums them). Rows of a worker that fails or is lost are re-sent to another holder once; if an expert
-/// has no holder left, the step fails with an error naming it. Gate scaling happens here, exactly as in
-/// `LocalExpertExecutor`, so local and remote runs do the same float operations.
+/// decode give each slice of each expert (`MLP.sliceBounds`) to one holder, send each worker ONE request with each
+/// token it needs once, wait for every reply, and add up the layer's output. A worker gates and sums its whole
+/// experts per token (`MoECombine`, as in process); a slice comes back ungated, and here the slices are summed in
+/// slice order (as the in-process expert sums them) and then gated. At top-2 every token's output is then the same
+/// float operations as in process, however the experts were spread. Rows of a worker that fails or is lost are
+/// re-sent to another holder; if an expert has no holder left, the step fails with an error naming it.
 struct RemoteExpertExecutor: ExpertExecutor {
     let link: WorkerLink
     let hidden: Int
@@ -43,10 +44,25 @@ struct RemoteExpertExecutor: ExpertExecutor {
         var slice: UInt32 = 0
     }
 
-    /// One worker's request in flight: for each expert in it, the batch and the row indices it carries.
+    /// One worker's request in flight: for each expert in it, the batch and the row indices it carries, and the
+    /// layer's tokens it sent (ascending), which its `combined` reply answers row for row.
     private struct Sent {
         let worker: WorkerID
         let parts: [Pending]
+        let tokens: [Int]
+        /// Position among the layer's requests: contributions are added in this order, whatever order replies came in.
+        let order: Int
+    }
+
+    /// What a layer's replies have brought so far.
+    private struct Collected {
+        /// Each accepted reply's per-token sum, with the layer's tokens it covers.
+        var contributions: [(order: Int, tokens: [Int], sum: Matrix)] = []
+        /// batch → slice → that slice's ungated partial, for all of the batch's rows.
+        var partials: [Int: [Int: Matrix]] = [:]
+        /// Rows of each batch computed whole (a sliced batch counts when its last slice is summed).
+        var rowsDone: [Int]
+        var requests = 0
     }
 
     private struct Failure {
@@ -77,25 +93,22 @@ struct RemoteExpertExecutor: ExpertExecutor {
         return v
     }
 
-    mutating func run(layer: Int, batches: [ExpertBatch]) throws -> [Matrix] {
+    mutating func run(layer: Int, x: Matrix, batches: [ExpertBatch], into out: inout Matrix) throws {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { stats.timings.expertMs += Self.ms(since: start) }
         step += 1
-        // Filled by the replies: a whole-batch reply becomes the output as it is, so nothing is allocated here.
-        var outputs = batches.map { _ in Matrix(zeros: 0, hidden) }
         var counts = [Int](repeating: 0, count: (batches.map(\.expert).max() ?? -1) + 1)
-        for b in batches { counts[b.expert] = b.rows.rows }
+        for b in batches { counts[b.expert] = b.tokens.count }
         stats.routed.append((layer, counts))
 
-        var pending = batches.indices.map { Pending(batch: $0, rows: Array(0..<batches[$0].rows.rows)) }
-        var partials: [Int: [Int: Matrix]] = [:]  // batch → slice → that slice's partial output
+        var pending = batches.indices.map { Pending(batch: $0, rows: Array(batches[$0].tokens.indices)) }
+        var got = Collected(rowsDone: [Int](repeating: 0, count: batches.count))
         var excluded = Set<WorkerID>()
         var lastFailure: Failure?
         for attempt in 1...3 {
             let failed: Failure
             do {
-                failed = try dispatchOnce(layer: layer, pending: pending, batches: batches, excluded: excluded,
-                                          outputs: &outputs, partials: &partials)
+                failed = try dispatchOnce(layer: layer, x: x, pending: pending, batches: batches, excluded: excluded, got: &got)
             } catch let ClusterError.noHolder(l, e) where lastFailure != nil {
                 // The only holder of an expert was the worker that just failed: say both things.
                 let names = lastFailure?.workers.compactMap { link.registry[$0]?.name }.joined(separator: ",") ?? "?"
@@ -115,8 +128,8 @@ struct RemoteExpertExecutor: ExpertExecutor {
             var merged: [Int: Set<Int>] = [:]
             for p in failed.parts {
                 if p.slice != 0 {
-                    partials[p.batch] = nil
-                    merged[p.batch, default: []].formUnion(0..<batches[p.batch].rows.rows)
+                    got.partials[p.batch] = nil
+                    merged[p.batch, default: []].formUnion(batches[p.batch].tokens.indices)
                 } else {
                     merged[p.batch, default: []].formUnion(p.rows)
                 }
@@ -125,22 +138,53 @@ struct RemoteExpertExecutor: ExpertExecutor {
         }
         stats.timings.slowestComputeMs += stats.layerSlowestMs
         stats.layerSlowestMs = 0
-        for (b, parts) in partials {
-            // Slice order, as MLP sums them in process: out = p0, then out += p1, ...
-            guard let first = parts[0] else { throw ClusterError.protocolViolation(peer: "workers", detail: "layer \(layer): slice 1 of an expert never came back") }
-            outputs[b] = first
+        try assemble(got, layer: layer, rows: x.rows, batches: batches, into: &out)
+    }
+
+    /// The layer's output from its replies: each reply's per-token sums in request order, then each sliced expert's
+    /// slices summed in slice order (as `MLP` sums them in process) and gated. One reply covering every token, in
+    /// order, is the output as it is (workers taking turns).
+    private func assemble(_ got: Collected, layer: Int, rows: Int, batches: [ExpertBatch], into out: inout Matrix) throws {
+        var done = got.rowsDone
+        var sliced: [(batch: Int, sum: Matrix)] = []
+        for (b, parts) in got.partials.sorted(by: { $0.key < $1.key }) {
+            guard var sum = parts[0] else { throw ClusterError.protocolViolation(peer: "workers", detail: "layer \(layer): slice 1 of an expert never came back") }
             for s in 1..<slices {
                 guard let p = parts[s] else { throw ClusterError.protocolViolation(peer: "workers", detail: "layer \(layer): slice \(s + 1) of an expert never came back") }
-                MLP.accumulate(p, into: &outputs[b])
+                MLP.accumulate(p, into: &sum)
+            }
+            LocalExpertExecutor.scale(&sum, by: batches[b].gates)
+            sliced.append((b, sum))
+            done[b] += batches[b].tokens.count
+        }
+        for (b, batch) in batches.enumerated() where done[b] != batch.tokens.count {
+            throw ClusterError.protocolViolation(peer: "workers", detail: "layer \(layer): \(done[b]) of expert \(batch.expert)'s \(batch.tokens.count) rows came back")
+        }
+        let contributions = got.contributions.sorted { $0.order < $1.order }
+        if sliced.isEmpty, contributions.count == 1, contributions[0].tokens.count == rows {
+            out = contributions[0].sum  // [T, H], every token in order: no copy
+            return
+        }
+        out = Matrix(zeros: rows, hidden)
+        let h = hidden
+        out.storage.withUnsafeMutableBufferPointer { o in
+            for c in contributions {
+                c.sum.storage.withUnsafeBufferPointer { src in
+                    for (i, t) in c.tokens.enumerated() {
+                        let d = o.baseAddress! + t * h, s = src.baseAddress! + i * h
+                        for k in 0..<h { d[k] += s[k] }
+                    }
+                }
+            }
+            for (b, sum) in sliced {
+                sum.storage.withUnsafeBufferPointer { src in
+                    for (i, t) in batches[b].tokens.enumerated() {
+                        let d = o.baseAddress! + t * h, s = src.baseAddress! + i * h
+                        for k in 0..<h { d[k] += s[k] }
+                    }
+                }
             }
         }
-        for (i, b) in batches.enumerated() {
-            guard outputs[i].rows == b.rows.rows else {
-                throw ClusterError.protocolViolation(peer: "workers", detail: "layer \(layer): \(outputs[i].rows) of expert \(b.expert)'s \(b.rows.rows) rows came back")
-            }
-            LocalExpertExecutor.scale(&outputs[i], by: b.gates)
-        }
-        return outputs
     }
 
     /// The plan's row ranges per worker, except that an expert's rows are not split when a part would be a "few
@@ -185,8 +229,8 @@ struct RemoteExpertExecutor: ExpertExecutor {
     }
 
     /// Plans, sends and collects one round. Returns the parts that failed (worker lost, error reply, timeout).
-    private mutating func dispatchOnce(layer: Int, pending: [Pending], batches: [ExpertBatch], excluded: Set<WorkerID>,
-                                       outputs: inout [Matrix], partials: inout [Int: [Int: Matrix]]) throws -> Failure {
+    private mutating func dispatchOnce(layer: Int, x: Matrix, pending: [Pending], batches: [ExpertBatch],
+                                       excluded: Set<WorkerID>, got: inout Collected) throws -> Failure {
         let view = routingView()
         var state: [WorkerID: WorkerLoadState] = [:]
         for w in view.live where !excluded.contains(w) {
@@ -226,17 +270,30 @@ struct RemoteExpertExecutor: ExpertExecutor {
         // Every request is encoded before the first is sent, and then they go out back to back: the first send
         // wakes a worker, which on a machine shared with the workers can take this thread's core, and a request
         // still being encoded then waits (up to a scheduler slice, ~15 ms seen) while its worker idles.
-        var outgoing: [(worker: WorkerID, identity: [UInt8], id: UInt64, parts: [Pending], bytes: [UInt8]?)] = []
+        var outgoing: [(worker: WorkerID, identity: [UInt8], id: UInt64, sent: Sent, bytes: [UInt8]?)] = []
+        var local = [Int](repeating: -1, count: x.rows)  // layer token → row of this request's tokens
         for (worker, parts) in perWorker {
             guard let rec = link.registry[worker] else { continue }
-            let rows = parts.map { p -> JambaWire.ExpertRows in
+            // The tokens any of this worker's parts read, each once, ascending.
+            var tokens: [Int] = []
+            for p in parts { for r in p.rows { let t = batches[p.batch].tokens[r]; if local[t] < 0 { local[t] = 0; tokens.append(t) } } }
+            tokens.sort()
+            for (i, t) in tokens.enumerated() { local[t] = i }
+            let wire = parts.map { p -> ExpertPart in
                 let b = batches[p.batch]
-                let m = p.rows.count == b.rows.rows ? b.rows : b.rows.gatherRows(p.rows)
-                return JambaWire.ExpertRows(expertID: UInt32(b.expert), rows: m, slice: p.slice)
+                // Ascending: a batch's tokens and a part's rows both are.
+                let rows = p.rows.map { local[b.tokens[$0]] }
+                return p.slice == 0
+                    ? ExpertPart(expertID: UInt32(b.expert), tokenRows: rows, gates: p.rows.map { b.gates[$0] }, ranks: p.rows.map { b.ranks[$0] })
+                    : ExpertPart(expertID: UInt32(b.expert), slice: p.slice, tokenRows: rows)
             }
             let id = link.newRequestID()
-            let req = ExpertBatchCodec.makeRequest(requestID: id, stepID: step, layer: UInt32(layer), experts: rows)
-            outgoing.append((worker, rec.identity, id, parts, link.encode(.request(req))))
+            let input = tokens.count == x.rows ? x : x.gatherRows(tokens)  // [tokens, H]
+            let req = ExpertBatchCodec.makeRequest(requestID: id, stepID: step, layer: UInt32(layer), tokens: input, parts: wire)
+            for t in tokens { local[t] = -1 }
+            outgoing.append((worker, rec.identity, id, Sent(worker: worker, parts: parts, tokens: tokens, order: got.requests),
+                             link.encode(.request(req))))
+            got.requests += 1
         }
         // Keeping the I/O thread off this CPU guards the sends after the first; one request (workers taking turns)
         // has none, and the two affinity calls cost ~30 µs a layer.
@@ -245,11 +302,11 @@ struct RemoteExpertExecutor: ExpertExecutor {
                 link.await(o.id)
                 if let encoded = o.bytes, let bytes = link.send(encoded: encoded, to: o.identity) {
                     stats.timings.requestBytes += UInt64(bytes)
-                    sent[o.id] = Sent(worker: o.worker, parts: o.parts)
+                    sent[o.id] = o.sent
                     link.registry[o.worker]?.inFlight += 1
                 } else {
                     link.cancelAwait(o.id)
-                    failure.parts += o.parts
+                    failure.parts += o.sent.parts
                     failure.workers.insert(o.worker)
                     failure.reason = o.bytes == nil ? "request could not be encoded" : "worker unreachable"
                 }
@@ -275,7 +332,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
                         stats.timings.decodeMs += Double(d) / 1e6
                     }
                     do {
-                        try accept(reply, id: id, sent: s, layer: layer, batches: batches, outputs: &outputs, partials: &partials)
+                        try accept(reply, id: id, sent: s, layer: layer, batches: batches, got: &got)
                     } catch {
                         link.log.warning("expert reply failed", metadata: ["worker": "\(link.registry[s.worker]?.name ?? "?")", "error": "\(error)"])
                         failure.parts += s.parts
@@ -311,22 +368,20 @@ struct RemoteExpertExecutor: ExpertExecutor {
     }
 
     private func accept(_ reply: Jamba_V1_ExpertBatchReply, id: UInt64, sent: Sent, layer: Int, batches: [ExpertBatch],
-                        outputs: inout [Matrix], partials: inout [Int: [Int: Matrix]]) throws {
-        let expected = sent.parts.map { (expertID: UInt32(batches[$0.batch].expert), rows: $0.rows.count) }
-        let outcomes = try ExpertBatchCodec.decodeReply(reply, requestID: id, layer: UInt32(layer), expected: expected, hidden: hidden)
-        for (part, outcome) in zip(sent.parts, outcomes) {
+                        got: inout Collected) throws {
+        let expected = sent.parts.map { (expertID: UInt32(batches[$0.batch].expert), rows: $0.rows.count, slice: $0.slice) }
+        let decoded = try ExpertBatchCodec.decodeReply(reply, requestID: id, layer: UInt32(layer), expected: expected,
+                                                       tokens: sent.tokens.count, hidden: hidden)
+        // Any failed expert fails the whole reply (its parts are all re-sent), so nothing is taken from it first.
+        for outcome in decoded.outcomes { if case let .failed(e) = outcome { throw ClusterError(e) } }
+        for (part, outcome) in zip(sent.parts, decoded.outcomes) {
             switch outcome {
-            case let .output(m) where part.slice == 0 && part.rows.count == batches[part.batch].rows.rows:
-                outputs[part.batch] = m  // all of the batch's rows, in order (as sent): no copy
-            case let .output(m) where part.slice == 0:
-                if outputs[part.batch].rows != batches[part.batch].rows.rows {
-                    outputs[part.batch] = Matrix(zeros: batches[part.batch].rows.rows, hidden)
-                }
-                scatter(m, into: &outputs[part.batch], rows: part.rows)
-            case let .output(m): partials[part.batch, default: [:]][Int(part.slice) - 1] = m  // all rows, in order
-            case let .failed(e): throw ClusterError(e)
+            case .combined: got.rowsDone[part.batch] += part.rows.count
+            case let .partial(m): got.partials[part.batch, default: [:]][Int(part.slice) - 1] = m  // all rows, in order
+            case .failed: break
             }
         }
+        if let sum = decoded.combined { got.contributions.append((sent.order, sent.tokens, sum)) }
         // A slice is 1/slices of its expert (the halves are equal up to a 16-column rounding).
         let rows = zip(sent.parts, expected).reduce(0.0) { $0 + Double($1.1.rows) / ($1.0.slice == 0 ? 1 : Double(slices)) }
         stats.served.append((sent.worker, rows, Double(reply.computeMicros) / 1e6))
@@ -335,15 +390,4 @@ struct RemoteExpertExecutor: ExpertExecutor {
     }
 
     static func ms(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
-
-    /// dst[rows[i], :] = src[i, :]
-    private func scatter(_ src: Matrix, into dst: inout Matrix, rows: [Int]) {
-        let h = hidden
-        dst.storage.withUnsafeMutableBufferPointer { d in
-            src.storage.withUnsafeBufferPointer { s in
-                for (i, r) in rows.enumerated() { (d.baseAddress! + r * h).update(from: s.baseAddress! + i * h, count: h) }
-            }
-        }
-    }
 }
-

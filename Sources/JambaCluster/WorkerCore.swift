@@ -65,48 +65,66 @@ public struct WorkerCore {
     /// Held experts grouped per layer, as the wire lists them.
     public var heldLayers: [Jamba_V1_LayerExperts] { WireConversions.layerExperts(store.ids.map { ($0.layer, $0.expert) }) }
 
-    /// Answers one expert batch: each expert's rows through its SwiGLU MLP, whole or the one slice asked for.
-    /// A malformed request fails as a whole; an expert not held here fails alone with UNKNOWN_EXPERT, a slice
-    /// the expert does not have with INVALID_ARGUMENT.
+    /// Answers one expert batch: each expert's token rows through its SwiGLU MLP, whole or the one slice asked for.
+    /// Whole experts are gated and summed per token in rank order (`MoECombine`, as the model does in process) into
+    /// the reply's `combined`; a slice's partial goes back on its own, ungated. A malformed request fails as a
+    /// whole; an expert not held here fails alone with UNKNOWN_EXPERT, a slice the expert does not have with
+    /// INVALID_ARGUMENT.
     public mutating func serve(_ request: Jamba_V1_ExpertBatchRequest, queueMicros: UInt64) -> Jamba_V1_ExpertBatchReply {
         let start = DispatchTime.now().uptimeNanoseconds
-        let inputs: [ExpertRows]
+        let work: ExpertWork
         do {
-            inputs = try ExpertBatchCodec.decodeRequest(request, hidden: config.hiddenSize, maxTensorBytes: maxTensorBytes)
+            work = try ExpertBatchCodec.decodeRequest(request, hidden: config.hiddenSize, topK: config.numExpertsPerTok,
+                                                      maxTensorBytes: maxTensorBytes)
         } catch {
             return ExpertBatchCodec.makeErrorReply(requestID: request.requestID, layer: request.layer, error: error.asProto(requestID: request.requestID))
         }
+        let tokens = work.tokens  // [T, H]
         var outcomes: [ExpertOutcome] = []
         var perExpert: [UInt64] = []
-        for input in inputs {
+        var gated: [Matrix] = [], gatedTokens: [[Int]] = [], gatedRanks: [[Int]] = []
+        for part in work.parts {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            guard let mlp = store.expert(layer: Int(request.layer), expert: Int(input.expertID)) else {
+            guard let mlp = store.expert(layer: Int(request.layer), expert: Int(part.expertID)) else {
                 outcomes.append(.failed(Jamba_V1_Error(code: .unknownExpert,
-                    message: "expert \(input.expertID) of layer \(request.layer) is not held by this worker (epoch \(epoch))",
+                    message: "expert \(part.expertID) of layer \(request.layer) is not held by this worker (epoch \(epoch))",
                     requestID: request.requestID)))
                 perExpert.append(0)
                 continue
             }
-            guard Int(input.slice) <= mlp.sliceCount else {
+            guard Int(part.slice) <= mlp.sliceCount else {
                 outcomes.append(.failed(Jamba_V1_Error(code: .invalidArgument,
-                    message: "expert \(input.expertID) of layer \(request.layer) has slices 1...\(mlp.sliceCount), not \(input.slice)",
+                    message: "expert \(part.expertID) of layer \(request.layer) has slices 1...\(mlp.sliceCount), not \(part.slice)",
                     requestID: request.requestID)))
                 perExpert.append(0)
                 continue
             }
+            // Rows are ascending and distinct, so as many rows as tokens means all of them, in order.
+            let rows = part.tokenRows.count == tokens.rows ? tokens : tokens.gatherRows(part.tokenRows)  // [n, H]
             var out = Matrix(zeros: 0, config.hiddenSize)
-            if input.slice == 0 {
-                mlp(input.rows, into: &out, scratch: &scratch)  // rows [n, H] → SwiGLU → out [n, H]
+            if part.slice == 0 {
+                mlp(rows, into: &out, scratch: &scratch)  // rows [n, H] → SwiGLU → out [n, H]
+                LocalExpertExecutor.scale(&out, by: part.gates)
+                gated.append(out)
+                gatedTokens.append(part.tokenRows)
+                gatedRanks.append(part.ranks)
+                outcomes.append(.combined)
             } else {
-                mlp.partial(input.rows, slice: Int(input.slice) - 1, into: &out, scratch: &scratch)  // one slice's partial [n, H]
+                mlp.partial(rows, slice: Int(part.slice) - 1, into: &out, scratch: &scratch)  // one slice's partial [n, H]
+                outcomes.append(.partial(out))
             }
-            rowsComputed += Double(input.rows.rows) / (input.slice == 0 ? 1 : Double(mlp.sliceCount))
-            outcomes.append(.output(out))
+            rowsComputed += Double(rows.rows) / (part.slice == 0 ? 1 : Double(mlp.sliceCount))
             perExpert.append((DispatchTime.now().uptimeNanoseconds - t0) / 1000)
+        }
+        var combined: Matrix?
+        if outcomes.contains(.combined) {
+            var sum = Matrix(zeros: tokens.rows, config.hiddenSize)  // [T, H]
+            MoECombine.add(gated, tokens: gatedTokens, ranks: gatedRanks, into: &sum)
+            combined = sum
         }
         let micros = (DispatchTime.now().uptimeNanoseconds - start) / 1000
         busyMicros += micros
-        return ExpertBatchCodec.makeReply(to: request, outcomes: outcomes, computeMicros: micros,
+        return ExpertBatchCodec.makeReply(to: request, combined: combined, outcomes: outcomes, computeMicros: micros,
                                           queueMicros: queueMicros, perExpertMicros: perExpert)
     }
 }

@@ -1,27 +1,33 @@
-// MoE: JambaSparseMoeBlock as Router → Dispatch → Experts (through the ExpertExecutor seam) → Combine.
+// MoE: JambaSparseMoeBlock as Router → Dispatch → Experts and Combine (through the ExpertExecutor seam).
 import JambaMath
 
-/// The rows routed to one expert of one layer, with each row's gate weight (its softmax probability).
-public struct ExpertBatch: Sendable {
+/// The tokens routed to one expert of one layer, with each one's gate weight and rank.
+public struct ExpertBatch: Sendable, Equatable {
     public let expert: Int
-    /// Token rows [n, H].
-    public var rows: Matrix
-    /// Gate weight per row [n]; the executor returns outputs already scaled by it, so local and remote
-    /// execution do the same float operations and the combine is a plain sum in a fixed order.
+    /// Rows of the layer's input routed to this expert, strictly ascending [n].
+    public var tokens: [Int]
+    /// Each row's gate weight (its softmax probability) [n].
     public var gates: [Float]
+    /// Each row's position in its token's top-k (0 = most probable) [n]. The combine adds a token's experts in
+    /// this order, so every executor does the same float operations as the in-process one.
+    public var ranks: [Int]
 
-    public init(expert: Int, rows: Matrix, gates: [Float]) {
+    public init(expert: Int, tokens: [Int], gates: [Float], ranks: [Int]) {
         self.expert = expert
-        self.rows = rows
+        self.tokens = tokens
         self.gates = gates
+        self.ranks = ranks
     }
 }
 
-/// The seam between the model and wherever experts run. Per MoE layer the model hands over, for each expert
-/// that received rows, its rows and gate weights, and gets back `gate ⊙ Expert(rows)` for each batch, same order.
+/// The seam between the model and wherever experts run. Per MoE layer the model hands over the layer's input and,
+/// for each expert that received tokens, which ones with their gates and ranks; the executor writes
+/// `out[t] = 0 + Σ gate · Expert(x[t])` over each token's experts in rank order (`MoECombine.add`). Taking the whole
+/// layer lets a remote executor send each token once per worker and get back one sum per token.
 /// The in-process implementation is the reference for the remote one.
 public protocol ExpertExecutor {
-    mutating func run(layer: Int, batches: [ExpertBatch]) throws -> [Matrix]
+    /// x [T, H] → out [T, H].
+    mutating func run(layer: Int, x: Matrix, batches: [ExpertBatch], into out: inout Matrix) throws
 }
 
 /// Runs experts in this process from loaded weights: one sgemm chain per expert over all of its rows.
@@ -34,16 +40,22 @@ public struct LocalExpertExecutor: ExpertExecutor, Sendable {
         scratch = MLPScratch(intermediate: experts.intermediateSize)
     }
 
-    public mutating func run(layer: Int, batches: [ExpertBatch]) throws -> [Matrix] {
-        try batches.map { b in
+    public mutating func run(layer: Int, x: Matrix, batches: [ExpertBatch], into out: inout Matrix) throws {
+        var gated: [Matrix] = []
+        gated.reserveCapacity(batches.count)
+        for b in batches {
             guard let mlp = experts.expert(layer: layer, expert: b.expert) else {
                 throw ModelError.expertFailure(layer: layer, detail: "expert \(b.expert) is not loaded in this process")
             }
-            var out = Matrix(zeros: 0, mlp.down.rows)
-            mlp(b.rows, into: &out, scratch: &scratch)
-            Self.scale(&out, by: b.gates)
-            return out
+            // Every token routed here: the tokens are 0..<T in order, so x is the expert's input as it is.
+            let rows = b.tokens.count == x.rows ? x : x.gatherRows(b.tokens)  // [n, H]
+            var o = Matrix(zeros: 0, mlp.down.rows)
+            mlp(rows, into: &o, scratch: &scratch)  // [n, H] → SwiGLU → [n, H]
+            Self.scale(&o, by: b.gates)
+            gated.append(o)
         }
+        out = Matrix(zeros: x.rows, x.cols)
+        MoECombine.add(gated, tokens: batches.map(\.tokens), ranks: batches.map(\.ranks), into: &out)
     }
 
     /// out[r, :] *= gates[r]
@@ -51,6 +63,29 @@ public struct LocalExpertExecutor: ExpertExecutor, Sendable {
         let cols = out.cols
         out.storage.withUnsafeMutableBufferPointer { p in
             for (r, g) in gates.enumerated() { for c in 0..<cols { p[r * cols + c] *= g } }
+        }
+    }
+}
+
+/// The combine step, shared by the in-process executor, the workers (over their own tokens) and the coordinator.
+public enum MoECombine {
+    /// out[tokens[b][i], :] += gated[b][i, :] for every part b, all rank-0 rows first, then rank 1, ...: each token
+    /// gets its experts in top-k order, which fixes the float operations whoever computed the outputs.
+    /// `gated[b]` is [tokens[b].count, H]; token indices are rows of `out`.
+    public static func add(_ gated: [Matrix], tokens: [[Int]], ranks: [[Int]], into out: inout Matrix) {
+        let h = out.cols
+        let maxRank = ranks.lazy.compactMap { $0.max() }.max() ?? -1
+        out.storage.withUnsafeMutableBufferPointer { op in
+            for rank in 0...max(maxRank, 0) {
+                for (b, m) in gated.enumerated() {
+                    m.storage.withUnsafeBufferPointer { src in
+                        for (i, t) in tokens[b].enumerated() where ranks[b][i] == rank {
+                            let d = op.baseAddress! + t * h, s = src.baseAddress! + i * h
+                            for c in 0..<h { d[c] += s[c] }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -102,53 +137,32 @@ public struct Router: Sendable {
     }
 }
 
-/// Dispatch and combine around the executor: group rows per expert (ascending expert id), run, then add each
-/// token's k scaled outputs in its top-k order. The order is fixed, so any executor that returns the same
-/// per-expert outputs gives bit-identical results.
+/// Dispatch around the executor: group each expert's tokens (ascending expert id, tokens ascending) with their
+/// gates and top-k ranks, then let the executor compute and combine.
 public enum MoEDispatch {
-    public static func run(x: Matrix, routing: Routing, numExperts: Int, layer: Int,
-                           executor: inout some ExpertExecutor, into out: inout Matrix) throws {
+    /// The layer's expert batches for `routing` of T tokens.
+    public static func batches(routing: Routing, numExperts: Int) -> [ExpertBatch] {
         var members = [[Int]](repeating: [], count: numExperts)   // expert → token rows
         var gates = [[Float]](repeating: [], count: numExperts)
-        var slot = [[(batch: Int, row: Int)]](repeating: [], count: x.rows)
-        for t in 0..<x.rows {
-            for (j, e) in routing.topIds[t].enumerated() {
+        var ranks = [[Int]](repeating: [], count: numExperts)
+        for (t, ids) in routing.topIds.enumerated() {
+            for (j, e) in ids.enumerated() {
                 members[e].append(t)
                 gates[e].append(routing.topWeights[t][j])
+                ranks[e].append(j)
             }
         }
-        var batches: [ExpertBatch] = []
-        var batchOf = [Int](repeating: -1, count: numExperts)
-        for e in 0..<numExperts where !members[e].isEmpty {
-            batchOf[e] = batches.count
-            batches.append(ExpertBatch(expert: e, rows: x.gatherRows(members[e]), gates: gates[e]))
+        return (0..<numExperts).filter { !members[$0].isEmpty }.map {
+            ExpertBatch(expert: $0, tokens: members[$0], gates: gates[$0], ranks: ranks[$0])
         }
-        var position = [Int](repeating: 0, count: numExperts)
-        for t in 0..<x.rows {
-            slot[t] = routing.topIds[t].map { e in
-                defer { position[e] += 1 }
-                return (batchOf[e], position[e])
-            }
-        }
-        let outputs = try executor.run(layer: layer, batches: batches)
-        guard outputs.count == batches.count else {
-            throw ModelError.expertFailure(layer: layer, detail: "executor returned \(outputs.count) outputs for \(batches.count) batches")
-        }
-        for (b, o) in zip(batches, outputs) where o.rows != b.rows.rows || o.cols != x.cols {
-            throw ModelError.expertFailure(layer: layer, detail: "expert \(b.expert) returned [\(o.rows), \(o.cols)] for [\(b.rows.rows), \(x.cols)]")
-        }
-        let h = x.cols
-        out = Matrix(zeros: x.rows, h)
-        out.storage.withUnsafeMutableBufferPointer { op in
-            for t in 0..<x.rows {
-                let dst = op.baseAddress! + t * h
-                for (bi, r) in slot[t] {
-                    outputs[bi].storage.withUnsafeBufferPointer { src in
-                        let s = src.baseAddress! + r * h
-                        for c in 0..<h { dst[c] += s[c] }
-                    }
-                }
-            }
+    }
+
+    public static func run(x: Matrix, routing: Routing, numExperts: Int, layer: Int,
+                           executor: inout some ExpertExecutor, into out: inout Matrix) throws {
+        let batches = batches(routing: routing, numExperts: numExperts)
+        try executor.run(layer: layer, x: x, batches: batches, into: &out)
+        guard out.rows == x.rows, out.cols == x.cols else {
+            throw ModelError.expertFailure(layer: layer, detail: "executor returned [\(out.rows), \(out.cols)] for [\(x.rows), \(x.cols)]")
         }
     }
 }

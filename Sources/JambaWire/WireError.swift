@@ -6,7 +6,9 @@ import JambaMath
 /// Bump it only for changes an old peer would misread (a field's meaning or units change, a message is
 /// replaced). Adding fields is backward compatible in protobuf and does not bump it.
 /// Version 2: `ExpertInput.slice` (a version-1 worker would answer a slice request with the whole expert).
-public let jambaProtocolVersion: UInt32 = 2
+/// Version 3: each token goes to a worker once (`ExpertBatchRequest.tokens`, `ExpertInput.token_rows`) and whole
+/// experts come back gated and summed per token (`ExpertBatchReply.combined`).
+public let jambaProtocolVersion: UInt32 = 3
 
 /// Everything that can be wrong with bytes or messages received from a peer.
 ///

@@ -63,50 +63,61 @@ final class WorkerProtocolTests: XCTestCase {
         // An expert it does not hold: that expert fails alone with UNKNOWN_EXPERT.
         let (m, ck) = try JambaModel.load(directory: URL(fileURLWithPath: Self.model))
         let rows = Matrix(rows: 3, cols: m.config.hiddenSize, storage: (0..<(3 * m.config.hiddenSize)).map { Float($0 % 17) / 17 - 0.5 })
-        let req = ExpertBatchCodec.makeRequest(requestID: 1, stepID: 1, layer: 1,
-                                               experts: [ExpertRows(expertID: 3, rows: rows), ExpertRows(expertID: 5, rows: rows)])
+        let gates: [Float] = [0.75, 0.5, 0.25]
+        let whole = { (e: UInt32) in ExpertPart(expertID: e, tokenRows: [0, 1, 2], gates: gates, ranks: [0, 0, 0]) }
+        let req = ExpertBatchCodec.makeRequest(requestID: 1, stepID: 1, layer: 1, tokens: rows, parts: [whole(3), whole(5)])
         try send(router, id, .request(req))
         let (_, rep) = try next(router)
         guard case .reply(let reply) = rep.msg else { return XCTFail("expected a reply") }
-        let outcomes = try ExpertBatchCodec.decodeReply(reply, requestID: 1, layer: 1, expected: [(3, 3), (5, 3)], hidden: m.config.hiddenSize)
-        guard case .output(let out3) = outcomes[0], case .failed(let e5) = outcomes[1] else { return XCTFail("expert 3 served, 5 refused") }
+        let got = try ExpertBatchCodec.decodeReply(reply, requestID: 1, layer: 1, expected: [(3, 3, 0), (5, 3, 0)], tokens: 3,
+                                                   hidden: m.config.hiddenSize)
+        guard got.outcomes[0] == .combined, case .failed(let e5) = got.outcomes[1], let out3 = got.combined else {
+            return XCTFail("expert 3 served, 5 refused")
+        }
         XCTAssertEqual(e5.code, .unknownExpert)
-        // Expert 3's output equals the in-process expert on the same rows.
+        // The combined rows are expert 3's gated output (expert 5 failed and adds nothing), as the in-process
+        // executor computes it on the same rows.
         let local = try ExpertStore.load([ExpertID(layer: 1, expert: 3)], from: ck, config: m.config)
         let ref = try XCTUnwrap(local.expert(layer: 1, expert: 3))(rows)
-        let diff = zip(out3.storage, ref.storage).map { abs($0 - $1) }.max() ?? 1
+        var gatedRef = ref
+        LocalExpertExecutor.scale(&gatedRef, by: gates)
+        var expected = Matrix(zeros: 3, m.config.hiddenSize)
+        MoECombine.add([gatedRef], tokens: [[0, 1, 2]], ranks: [[0, 0, 0]], into: &expected)
+        let diff = zip(out3.storage, expected.storage).map { abs($0 - $1) }.max() ?? 1
         print("[worker] expert 3 remote vs local max |diff| \(diff)")
-        XCTAssertEqual(diff, 0, "same kernel, same rows: bit-identical")
+        XCTAssertEqual(diff, 0, "same kernel, same rows, same gate: bit-identical")
 
         // Slices: expert 3's two slices, asked for in one request each, sum to the whole expert bit for bit; a
         // slice the expert does not have fails alone with INVALID_ARGUMENT.
         var partials: [Matrix] = []
         for (n, slice) in [UInt32(1), 2].enumerated() {
-            let sreq = ExpertBatchCodec.makeRequest(requestID: UInt64(10 + n), stepID: 1, layer: 1,
-                                                    experts: [ExpertRows(expertID: 3, rows: rows, slice: slice)])
+            let sreq = ExpertBatchCodec.makeRequest(requestID: UInt64(10 + n), stepID: 1, layer: 1, tokens: rows,
+                                                    parts: [ExpertPart(expertID: 3, slice: slice, tokenRows: [0, 1, 2])])
             try send(router, id, .request(sreq))
             let (_, srep) = try next(router)
             guard case .reply(let sr) = srep.msg else { return XCTFail("expected a reply") }
-            let so = try ExpertBatchCodec.decodeReply(sr, requestID: UInt64(10 + n), layer: 1, expected: [(3, 3)], hidden: m.config.hiddenSize)
-            guard case .output(let p) = so[0] else { return XCTFail("slice \(slice) of expert 3 failed: \(so[0])") }
+            let so = try ExpertBatchCodec.decodeReply(sr, requestID: UInt64(10 + n), layer: 1, expected: [(3, 3, slice)], tokens: 3,
+                                                      hidden: m.config.hiddenSize)
+            guard case .partial(let p) = so.outcomes[0] else { return XCTFail("slice \(slice) of expert 3 failed: \(so.outcomes[0])") }
             partials.append(p)
         }
         var summed = partials[0]
         MLP.accumulate(partials[1], into: &summed)
         XCTAssertEqual(summed.storage, ref.storage, "slice partials summed in order must equal the whole expert")
-        let sreq = ExpertBatchCodec.makeRequest(requestID: 12, stepID: 1, layer: 1,
-                                                experts: [ExpertRows(expertID: 3, rows: rows, slice: 3), ExpertRows(expertID: 0, rows: rows)])
+        let sreq = ExpertBatchCodec.makeRequest(requestID: 12, stepID: 1, layer: 1, tokens: rows,
+                                                parts: [ExpertPart(expertID: 3, slice: 3, tokenRows: [0, 1, 2]), whole(0)])
         try send(router, id, .request(sreq))
         let (_, srep) = try next(router)
         guard case .reply(let sr) = srep.msg else { return XCTFail("expected a reply") }
-        let so = try ExpertBatchCodec.decodeReply(sr, requestID: 12, layer: 1, expected: [(3, 3), (0, 3)], hidden: m.config.hiddenSize)
-        guard case .failed(let se) = so[0], case .output = so[1] else { return XCTFail("slice 3 refused alone, expert 0 served") }
+        let so = try ExpertBatchCodec.decodeReply(sr, requestID: 12, layer: 1, expected: [(3, 3, 3), (0, 3, 0)], tokens: 3,
+                                                  hidden: m.config.hiddenSize)
+        guard case .failed(let se) = so.outcomes[0], so.outcomes[1] == .combined else { return XCTFail("slice 3 refused alone, expert 0 served") }
         XCTAssertEqual(se.code, .invalidArgument)
         print("[worker] bad slice: \(se.message)")
 
         // A tensor whose bytes disagree with its shape: the whole batch fails with BAD_TENSOR.
         var bad = req
-        bad.experts[0].rows.rawData = Data(bad.experts[0].rows.rawData.prefix(10))
+        bad.tokens.rawData = Data(bad.tokens.rawData.prefix(10))
         try send(router, id, .request(bad))
         let (_, br) = try next(router)
         guard case .reply(let badReply) = br.msg else { return XCTFail("expected a reply") }
@@ -127,7 +138,7 @@ final class WorkerProtocolTests: XCTestCase {
         XCTAssertEqual(wrongErr.code, .invalidArgument)
 
         // Still serving after all of that.
-        try send(router, id, .request(ExpertBatchCodec.makeRequest(requestID: 2, stepID: 2, layer: 1, experts: [ExpertRows(expertID: 0, rows: rows)])))
+        try send(router, id, .request(ExpertBatchCodec.makeRequest(requestID: 2, stepID: 2, layer: 1, tokens: rows, parts: [whole(0)])))
         let (_, ok) = try next(router)
         guard case .reply(let okReply) = ok.msg else { return XCTFail("expected a reply") }
         XCTAssertFalse(okReply.hasError)

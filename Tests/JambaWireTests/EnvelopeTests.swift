@@ -31,9 +31,10 @@ final class EnvelopeTests: XCTestCase {
         ready.epoch = 7
         ready.held = [.with { $0.layer = 1; $0.experts = [0, 3, 5] }]
         let reply = ExpertBatchCodec.makeReply(
-            to: ExpertBatchCodec.makeRequest(requestID: 9, stepID: 2, layer: 1,
-                                             experts: [ExpertRows(expertID: 3, rows: matrix(2, 8))]),
-            outcomes: [.output(matrix(2, 8, 1))], computeMicros: 1500, queueMicros: 20)
+            to: ExpertBatchCodec.makeRequest(requestID: 9, stepID: 2, layer: 1, tokens: matrix(2, 8),
+                                             parts: [ExpertPart(expertID: 3, tokenRows: [0, 1], gates: [0.5, 0.25], ranks: [0, 1]),
+                                                     ExpertPart(expertID: 4, slice: 2, tokenRows: [1])]),
+            combined: matrix(2, 8, 1), outcomes: [.combined, .partial(matrix(1, 8, 2))], computeMicros: 1500, queueMicros: 20)
 
         let arms: [Jamba_V1_WorkerToCoordinator.OneOf_Msg] = [
             .register(register), .heartbeat(hb), .ready(ready), .reply(reply),
@@ -52,8 +53,8 @@ final class EnvelopeTests: XCTestCase {
         assignment.epoch = 4
         assignment.layers = [.with { $0.layer = 1; $0.experts = [0, 1] }, .with { $0.layer = 3; $0.experts = [15] }]
         let request = ExpertBatchCodec.makeRequest(
-            requestID: 77, stepID: 5, layer: 3,
-            experts: [ExpertRows(expertID: 15, rows: matrix(4, 16)), ExpertRows(expertID: 2, rows: matrix(0, 16))],
+            requestID: 77, stepID: 5, layer: 3, tokens: matrix(4, 16),
+            parts: [ExpertPart(expertID: 15, tokenRows: [0, 3], gates: [0.5, 0.25], ranks: [0, 1]), ExpertPart(expertID: 2, tokenRows: [])],
             dtype: .bf16, replyDType: .f16)
         let arms: [Jamba_V1_CoordinatorToWorker.OneOf_Msg] = [
             .assignment(assignment), .request(request),
@@ -163,8 +164,8 @@ final class EnvelopeTests: XCTestCase {
 
     func testSizeLimitsOnSerializeAndParse() throws {
         var env = Jamba_V1_CoordinatorToWorker()
-        env.request = ExpertBatchCodec.makeRequest(requestID: 1, stepID: 1, layer: 1,
-                                                   experts: [ExpertRows(expertID: 0, rows: matrix(64, 64))])
+        env.request = ExpertBatchCodec.makeRequest(requestID: 1, stepID: 1, layer: 1, tokens: matrix(64, 64),
+                                                   parts: [ExpertPart(expertID: 0, tokenRows: [0], gates: [1], ranks: [0])])
         let bytes = try env.serialized()
         XCTAssertGreaterThan(bytes.count, 64 * 64 * 4)
         XCTAssertThrowsError(try env.serialized(maxBytes: 1000)) { error in
@@ -186,6 +187,6 @@ final class EnvelopeTests: XCTestCase {
         let remote = Jamba_V1_Error(code: .unknownExpert, message: "layer 3 expert 9")
         XCTAssertEqual(remote.asWireError.asProto().code, .unknownExpert)
         XCTAssertEqual(remote.asWireError.asProto().message, "layer 3 expert 9")
-        XCTAssertEqual(jambaProtocolVersion, 2, "version 2 added ExpertInput.slice")
+        XCTAssertEqual(jambaProtocolVersion, 3, "version 3 sends each token once per worker and returns per-token sums")
     }
 }

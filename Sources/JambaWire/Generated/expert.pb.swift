@@ -10,10 +10,14 @@
 
 /// expert.proto: one MoE layer's work for one worker, and the worker's answer.
 ///
-/// At each MoE layer the coordinator routes every token to its top-k experts, groups the token rows by
-/// expert, and sends each worker ONE ExpertBatchRequest holding all of that worker's experts for the
-/// layer. One message per worker per layer keeps the per-message overhead (framing, syscalls, wakeups)
-/// independent of top-k and of the number of experts a worker holds.
+/// At each MoE layer the coordinator routes every token to its top-k experts and sends each worker ONE
+/// ExpertBatchRequest holding all of that worker's experts for the layer. One message per worker per layer keeps the
+/// per-message overhead (framing, syscalls, wakeups) independent of top-k and of the number of experts a worker holds.
+///
+/// Protocol version 3: a token goes to a worker once, however many of its experts that worker holds, and the worker
+/// sends back one gated sum per token rather than one output per (token, expert). At top-2 with both experts on one
+/// worker (every layer step when workers take turns) that halves the bytes each way; it is what an expert-parallel
+/// all-to-all does (dispatch each token to each rank once, combine partial sums on the rank).
 
 import SwiftProtobuf
 
@@ -46,12 +50,25 @@ public nonisolated struct Jamba_V1_ExpertBatchRequest: Sendable {
   /// order, so the coordinator can scatter results back without a lookup.
   public var experts: [Jamba_V1_ExpertInput] = []
 
-  /// The dtype the worker should use for its output tensors. DTYPE_UNSPECIFIED = same as each input.
+  /// The dtype the worker should use for its output tensors. DTYPE_UNSPECIFIED = same as `tokens`.
   public var replyDtype: Jamba_V1_DType = .unspecified
+
+  /// The distinct token rows this request's experts read, [tokens, hidden], ascending in the layer's batch; each
+  /// token once. ExpertInput.token_rows index into it.
+  public var tokens: Jamba_V1_Tensor {
+    get {_tokens ?? Jamba_V1_Tensor()}
+    set {_tokens = newValue}
+  }
+  /// Returns true if `tokens` has been explicitly set.
+  public var hasTokens: Bool {self._tokens != nil}
+  /// Clears the value of `tokens`. Subsequent reads from it will return its default value.
+  public mutating func clearTokens() {self._tokens = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _tokens: Jamba_V1_Tensor? = nil
 }
 
 public nonisolated struct Jamba_V1_ExpertInput: Sendable {
@@ -62,27 +79,26 @@ public nonisolated struct Jamba_V1_ExpertInput: Sendable {
   /// Expert index within `layer` (0 ..< num_experts).
   public var expertID: UInt32 = 0
 
-  /// The routed token rows, [rows, hidden]. rows may be 0.
-  public var rows: Jamba_V1_Tensor {
-    get {_rows ?? Jamba_V1_Tensor()}
-    set {_rows = newValue}
-  }
-  /// Returns true if `rows` has been explicitly set.
-  public var hasRows: Bool {self._rows != nil}
-  /// Clears the value of `rows`. Subsequent reads from it will return its default value.
-  public mutating func clearRows() {self._rows = nil}
-
   /// 0: the whole expert. s + 1: only slice s of its intermediate dimension, in the model's fixed slicing (two
   /// halves on a multiple of 16 when intermediate_size >= 32, else one slice); the output is then that slice's
   /// partial sum [rows, hidden], and the coordinator adds an expert's partials in slice order. Lets a decode
   /// layer's expert work be balanced across workers in half-experts. (Protocol version 2.)
   public var slice: UInt32 = 0
 
+  /// The rows of the request's `tokens` routed to this expert, strictly ascending. May be empty.
+  public var tokenRows: [UInt32] = []
+
+  /// Whole experts (slice 0) only, one per token row: the row's gate (its routing weight) and the expert's rank in
+  /// that token's top-k (0 = highest). The worker adds gate * Expert(row) into the reply's `combined`, for each token
+  /// in rank order, which is the order the model adds a token's experts in process. A slice ignores both: its
+  /// partial comes back ungated, because the gate multiplies the sum of the slices.
+  public var gates: [Float] = []
+
+  public var ranks: [UInt32] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
-
-  fileprivate var _rows: Jamba_V1_Tensor? = nil
 }
 
 public nonisolated struct Jamba_V1_ExpertBatchReply: Sendable {
@@ -118,11 +134,24 @@ public nonisolated struct Jamba_V1_ExpertBatchReply: Sendable {
   /// coordinator tell a slow worker (compute) from an overloaded one (queue).
   public var queueMicros: UInt64 = 0
 
+  /// [tokens, hidden], one row per row of the request's `tokens`: the sum over this request's whole experts that
+  /// succeeded of gate * Expert(token), in rank order, starting from zero (a token none of them reached is zero).
+  /// Set when the batch succeeded and the request held a whole expert.
+  public var combined: Jamba_V1_Tensor {
+    get {_combined ?? Jamba_V1_Tensor()}
+    set {_combined = newValue}
+  }
+  /// Returns true if `combined` has been explicitly set.
+  public var hasCombined: Bool {self._combined != nil}
+  /// Clears the value of `combined`. Subsequent reads from it will return its default value.
+  public mutating func clearCombined() {self._combined = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _error: Jamba_V1_Error? = nil
+  fileprivate var _combined: Jamba_V1_Tensor? = nil
 }
 
 public nonisolated struct Jamba_V1_ExpertResult: Sendable {
@@ -135,8 +164,8 @@ public nonisolated struct Jamba_V1_ExpertResult: Sendable {
 
   public var result: Jamba_V1_ExpertResult.OneOf_Result? = nil
 
-  /// The expert's output for each input row, [rows, hidden], rows in input order. The expert's
-  /// routing weight is NOT applied: the coordinator owns the gate and does the weighted sum.
+  /// A slice's partial output, [token_rows, hidden] in token_rows order, gate NOT applied. Unset for a whole
+  /// expert that succeeded: its output is in the reply's `combined`.
   public var output: Jamba_V1_Tensor {
     get {
       if case .output(let v)? = result {return v}
@@ -160,8 +189,8 @@ public nonisolated struct Jamba_V1_ExpertResult: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
-    /// The expert's output for each input row, [rows, hidden], rows in input order. The expert's
-    /// routing weight is NOT applied: the coordinator owns the gate and does the weighted sum.
+    /// A slice's partial output, [token_rows, hidden] in token_rows order, gate NOT applied. Unset for a whole
+    /// expert that succeeded: its output is in the reply's `combined`.
     case output(Jamba_V1_Tensor)
     /// This expert failed (typically UNKNOWN_EXPERT after a reassignment race, or BAD_TENSOR).
     case error(Jamba_V1_Error)
@@ -177,7 +206,7 @@ fileprivate nonisolated let _protobuf_package = "jamba.v1"
 
 nonisolated extension Jamba_V1_ExpertBatchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExpertBatchRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{3}step_id\0\u{1}layer\0\u{1}experts\0\u{3}reply_dtype\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{3}step_id\0\u{1}layer\0\u{1}experts\0\u{3}reply_dtype\0\u{1}tokens\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -190,12 +219,17 @@ nonisolated extension Jamba_V1_ExpertBatchRequest: SwiftProtobuf.Message, SwiftP
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.layer) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.experts) }()
       case 5: try { try decoder.decodeSingularEnumField(value: &self.replyDtype) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._tokens) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.requestID != 0 {
       try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 1)
     }
@@ -211,6 +245,9 @@ nonisolated extension Jamba_V1_ExpertBatchRequest: SwiftProtobuf.Message, SwiftP
     if self.replyDtype != .unspecified {
       try visitor.visitSingularEnumField(value: self.replyDtype, fieldNumber: 5)
     }
+    try { if let v = self._tokens {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -220,6 +257,7 @@ nonisolated extension Jamba_V1_ExpertBatchRequest: SwiftProtobuf.Message, SwiftP
     if lhs.layer != rhs.layer {return false}
     if lhs.experts != rhs.experts {return false}
     if lhs.replyDtype != rhs.replyDtype {return false}
+    if lhs._tokens != rhs._tokens {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -227,7 +265,7 @@ nonisolated extension Jamba_V1_ExpertBatchRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Jamba_V1_ExpertInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExpertInput"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}expert_id\0\u{1}rows\0\u{1}slice\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}expert_id\0\u{2}\u{2}slice\0\u{3}token_rows\0\u{1}gates\0\u{1}ranks\0\u{b}rows\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -236,34 +274,40 @@ nonisolated extension Jamba_V1_ExpertInput: SwiftProtobuf.Message, SwiftProtobuf
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.expertID) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._rows) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.slice) }()
+      case 4: try { try decoder.decodeRepeatedUInt32Field(value: &self.tokenRows) }()
+      case 5: try { try decoder.decodeRepeatedFloatField(value: &self.gates) }()
+      case 6: try { try decoder.decodeRepeatedUInt32Field(value: &self.ranks) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
     if self.expertID != 0 {
       try visitor.visitSingularUInt32Field(value: self.expertID, fieldNumber: 1)
     }
-    try { if let v = self._rows {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
     if self.slice != 0 {
       try visitor.visitSingularUInt32Field(value: self.slice, fieldNumber: 3)
+    }
+    if !self.tokenRows.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.tokenRows, fieldNumber: 4)
+    }
+    if !self.gates.isEmpty {
+      try visitor.visitPackedFloatField(value: self.gates, fieldNumber: 5)
+    }
+    if !self.ranks.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.ranks, fieldNumber: 6)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Jamba_V1_ExpertInput, rhs: Jamba_V1_ExpertInput) -> Bool {
     if lhs.expertID != rhs.expertID {return false}
-    if lhs._rows != rhs._rows {return false}
     if lhs.slice != rhs.slice {return false}
+    if lhs.tokenRows != rhs.tokenRows {return false}
+    if lhs.gates != rhs.gates {return false}
+    if lhs.ranks != rhs.ranks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -271,7 +315,7 @@ nonisolated extension Jamba_V1_ExpertInput: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Jamba_V1_ExpertBatchReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExpertBatchReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}layer\0\u{1}results\0\u{1}error\0\u{3}compute_micros\0\u{3}queue_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}layer\0\u{1}results\0\u{1}error\0\u{3}compute_micros\0\u{3}queue_micros\0\u{1}combined\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -285,6 +329,7 @@ nonisolated extension Jamba_V1_ExpertBatchReply: SwiftProtobuf.Message, SwiftPro
       case 4: try { try decoder.decodeSingularMessageField(value: &self._error) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.computeMicros) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.queueMicros) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._combined) }()
       default: break
       }
     }
@@ -313,6 +358,9 @@ nonisolated extension Jamba_V1_ExpertBatchReply: SwiftProtobuf.Message, SwiftPro
     if self.queueMicros != 0 {
       try visitor.visitSingularUInt64Field(value: self.queueMicros, fieldNumber: 6)
     }
+    try { if let v = self._combined {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -323,6 +371,7 @@ nonisolated extension Jamba_V1_ExpertBatchReply: SwiftProtobuf.Message, SwiftPro
     if lhs._error != rhs._error {return false}
     if lhs.computeMicros != rhs.computeMicros {return false}
     if lhs.queueMicros != rhs.queueMicros {return false}
+    if lhs._combined != rhs._combined {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
