@@ -85,10 +85,13 @@ struct ClusterBench {
                 row.coordinatorMsPerStep = decodeSteps > 0
                     ? ((after.decodeStepMs - before.decodeStepMs) - (after.decodeExpertMs - before.decodeExpertMs)) / Double(decodeSteps)
                     : (stepMs - (after.expertMs - before.expertMs)) / Double(after.steps - before.steps)
+                let steps = Double(max(1, after.steps - before.steps))
+                row.requestBytesPerStep = Double(after.requestBytes - before.requestBytes) / steps
+                row.replyBytesPerStep = Double(after.replyBytes - before.replyBytes) / steps
             }
             // tok/s × s/step = rows per step: b when every job decoded in every step (a check on the harness).
             let rowsPerStep = row.msPerStep.map { median(rates) * $0 / 1000 }
-            log("cluster \(workers)w \(dtype) decode b\(b): \(String(format: "%.1f", median(rates))) tok/s over decode-only steps (per job, first to last token: \(String(format: "%.1f", median(jobRates)))), \(String(format: "%.1f", row.msPerStep ?? 0)) ms/step (coordinator outside the expert executor \(String(format: "%.1f", row.coordinatorMsPerStep ?? 0)) ms), \(rowsPerStep.map { String(format: "%.1f", $0) } ?? "?") rows/step, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (slowest worker computing \(pct(row.slowestComputeShare)), all workers \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare))")
+            log("cluster \(workers)w \(dtype) decode b\(b): \(String(format: "%.1f", median(rates))) tok/s over decode-only steps (per job, first to last token: \(String(format: "%.1f", median(jobRates)))), \(String(format: "%.1f", row.msPerStep ?? 0)) ms/step (coordinator outside the expert executor \(String(format: "%.1f", row.coordinatorMsPerStep ?? 0)) ms), \(rowsPerStep.map { String(format: "%.1f", $0) } ?? "?") rows/step, encode \(pct(row.encodeShare)) (plan \(pct(row.planShare))), wait \(pct(row.waitShare)) (slowest worker computing \(pct(row.slowestComputeShare)), all workers \(pct(row.workerComputeShare))), decode \(pct(row.decodeShare)), requests \(Int((row.requestBytesPerStep ?? 0) / 1024)) KB and replies \(Int((row.replyBytesPerStep ?? 0) / 1024)) KB per step")
             if let p = pairs, p.batch == b {
                 var ratios: [Double] = []
                 for i in 0..<p.count {

@@ -49,6 +49,9 @@ struct BenchReport: Codable {
         var slowestComputeShare: Double?
         /// Coordinator time per step outside the remote expert executor (its own layers), ms.
         var coordinatorMsPerStep: Double?
+        /// Serialized expert requests and replies per engine step, bytes (all of the scenario's steps).
+        var requestBytesPerStep: Double?
+        var replyBytesPerStep: Double?
         /// cluster ÷ single-process tokens/s of interleaved pairs (a single-process run, then a cluster run).
         var pairedRatios: [Double]?
         /// achieved ÷ the matching limit with the run's thread count, filled in by `add`.
