@@ -78,7 +78,16 @@ extension RemoteExecutorEquivalenceTests {
         var na = tokens, nb = tokens
         for step in 0..<6 {
             stats.served.removeAll()
+            let bytesBefore = stats.timings.requestBytes
             let ra = try model.forward(tokens: na, states: &s1, executor: &remote, scratch: &scratch)
+            // One worker gets each whole layer step, so every token travels once per MoE layer, not once per expert
+            // (top-k): the requests hold a little more than the tokens' f32 bytes, well under twice.
+            let rows = na.map(\.count).reduce(0, +)
+            let tokenBytes = Double(c.moeLayers.count * rows * c.hiddenSize * 4)
+            let sent = Double(stats.timings.requestBytes - bytesBefore)
+            if step < 2 { print("[equivalence] step \(step): \(rows) rows, requests \(Int(sent)) B for \(Int(tokenBytes)) B of token rows") }
+            XCTAssertGreaterThanOrEqual(sent, tokenBytes, "step \(step)")
+            XCTAssertLessThan(sent, 1.25 * tokenBytes, "step \(step): tokens sent more than once per layer?")
             let rb = try model.forward(tokens: nb, states: &s2, executor: &local, scratch: &scratch)
             let diff = zip(ra.logits.storage, rb.logits.storage).map { abs($0 - $1) }.max() ?? 1
             XCTAssertEqual(diff, 0, "step \(step): logits differ from in-process by \(diff)")
