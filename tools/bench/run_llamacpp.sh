@@ -7,7 +7,8 @@
 #   source   the llama.cpp source tree. With LLAMA_CPP_DIR=/path/to/llama.cpp (an existing checkout) that tree is
 #            used as is. Otherwise it comes from PyPI: the llama-cpp-python sdist vendors the whole llama.cpp tree
 #            (vendor/llama.cpp: CMake project, convert_hf_to_gguf.py, gguf-py), fetched with
-#            `pip download --no-deps --no-binary :all: llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION` and unpacked.
+#            `pip download --no-deps --no-binary llama-cpp-python llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION` and unpacked
+#            (only that package from source: with `:all:` pip also bootstraps its build tools, cmake included, from source).
 #            (A plain git clone of llama.cpp (ggml-org/llama.cpp) with LLAMA_CPP_DIR=... works the same way.)
 #   build    cmake -DGGML_NATIVE=ON -DLLAMA_CURL=OFF, Release; targets llama-bench, llama-batched-bench,
 #            llama-quantize; under `nice -n 10`, -j2.
@@ -70,7 +71,7 @@ stage_source() {
     if [[ ! -f "$LLAMA_CPP_DIR/CMakeLists.txt" ]]; then
         mkdir -p "$src"
         log "downloading the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist from PyPI"
-        "$PY" -m pip download --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$src"
+        "$PY" -m pip download --no-deps --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$src"
         tar -xzf "$src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" -C "$src"
     fi
     # Jamba support: both the converter (JambaForCausalLM) and the C++ model (LLM_ARCH_JAMBA) are needed.
