@@ -123,6 +123,7 @@ struct RemoteExpertExecutor: ExpertExecutor {
             link.log.warning("re-sending rows of failed workers to other holders",
                              metadata: ["layer": "\(layer)", "reason": "\(failed.reason)"])
             excluded.formUnion(failed.workers)
+            stats.resentParts += failed.parts.count
             // Merge the failed parts per batch: the retry plans each expert once. A batch that lost a slice is
             // recomputed whole (its other slices' partials dropped): rare, and simpler than re-planning one slice.
             var merged: [Int: Set<Int>] = [:]

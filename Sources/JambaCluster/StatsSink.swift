@@ -14,6 +14,8 @@ final class StatsSink {
     var timings = Jamba_V1_StepTimings()
     /// Expert slices sent apart (one worker computing part of an expert), since start.
     var slicedParts = 0
+    /// Expert parts re-sent to another holder after their worker failed them or was lost, since start.
+    var resentParts = 0
     /// The longest compute a worker reported in the current layer (folded into timings.slowestComputeMs).
     var layerSlowestMs = 0.0
 

@@ -104,6 +104,41 @@ extension RemoteExecutorEquivalenceTests {
     }
 }
 
+extension RemoteExecutorEquivalenceTests {
+    /// The registry believes the right worker holds every expert, but it holds only the odd ones (a reassignment
+    /// race): its replies fail the even experts with UNKNOWN_EXPERT, and those replies' parts are re-sent to the left
+    /// worker, which holds all. The sums that come back from the retries must still give the in-process logits.
+    func testPartsAWorkerFailsAreRetriedAndTheSumsStayExact() throws {
+        let pair = try TwoWorkers(fixture: "tiny-b") { w, e in w == 0 || e % 2 == 1 }
+        defer { pair.stop() }
+        let (model, ck, link) = (pair.model, pair.checkpoint, pair.link)
+        let c = model.config
+        let all = Set(c.moeLayers.flatMap { l in (0..<c.numExperts).map { ExpertKey(layer: l, expert: $0) } })
+        for w in link.registry.live { link.registry[w.id]?.held = all; link.registry[w.id]?.assigned = all }
+        let stats = StatsSink()
+        let slices = MLP.sliceBounds(intermediate: c.intermediateSize).count - 1
+        var remote = try RemoteExpertExecutor(link: link, hidden: c.hiddenSize, slices: slices, requestTimeout: 10, stats: stats)
+        var local = LocalExpertExecutor(experts: try ExpertStore.load(ExpertStore.allIDs(c), from: ck, config: c))
+        let tokens = Array(testPrompts.prefix(4))
+        var s1 = tokens.map { _ in SequenceState(config: c) }, s2 = s1
+        var scratch = ForwardScratch(config: c)
+        var na = tokens, nb = tokens
+        var maxDiff: Float = 0
+        for step in 0..<6 {
+            let ra = try model.forward(tokens: na, states: &s1, executor: &remote, scratch: &scratch)
+            let rb = try model.forward(tokens: nb, states: &s2, executor: &local, scratch: &scratch)
+            let diff = zip(ra.logits.storage, rb.logits.storage).map { abs($0 - $1) }.max() ?? 1
+            maxDiff = max(maxDiff, diff)
+            XCTAssertEqual(diff, 0, "step \(step): logits differ from in-process by \(diff)")
+            na = (0..<tokens.count).map { [Sampler.argmax(ra.logits.row($0))] }
+            nb = (0..<tokens.count).map { [Sampler.argmax(rb.logits.row($0))] }
+            XCTAssertEqual(na, nb, "step \(step)")
+        }
+        print("[equivalence] \(stats.resentParts) expert parts re-sent after UNKNOWN_EXPERT; logits max |diff| \(maxDiff)")
+        XCTAssertGreaterThan(stats.resentParts, 0, "no part was re-sent: the retry path went untested")
+    }
+}
+
 /// Two in-process WorkerServices on real sockets behind a test-held ROUTER, registered with `host` and holding,
 /// in every MoE layer, the experts `holds(worker, expert)` says.
 private struct TwoWorkers {
