@@ -10,8 +10,8 @@
 #            `pip download --no-deps --no-binary llama-cpp-python llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION` and unpacked
 #            (only that package from source: with `:all:` pip also bootstraps its build tools, cmake included, from source).
 #            (A plain git clone of llama.cpp (ggml-org/llama.cpp) with LLAMA_CPP_DIR=... works the same way.)
-#   build    cmake -DGGML_NATIVE=ON -DLLAMA_CURL=OFF, Release; targets llama-bench, llama-batched-bench,
-#            llama-quantize; under `nice -n 10`, -j2.
+#   build    cmake -DGGML_NATIVE=ON -DLLAMA_CURL=OFF, Release, without AMX (-mno-amx-*: its f16 path crashes at this
+#            version); targets llama-bench, llama-batched-bench, llama-quantize; under `nice -n 10`, -j2.
 #   convert  convert_hf_to_gguf.py --outtype f32 and f16, then `llama-quantize ... Q8_0` from the f16 file.
 #            The bench model has no tokenizer (it is random weights and a config), and the converter needs one,
 #            so a synthetic Llama-style BPE tokenizer.json with the model's 32000 entries is written next to
@@ -89,7 +89,12 @@ stage_build() {
     fi
     command -v cmake >/dev/null || { log "cmake missing: apt-get install -y cmake"; exit 1; }
     log "configuring $LLAMA_CPP_DIR -> $BUILD_DIR"
+    # Without AMX even where the CPU has it: at this llama.cpp version its AMX f16 matmul segfaults in
+    # llama-batched-bench at 8 sequences (seen on a Xeon with amx_bf16/amx_int8, 2026-12-05), and our engine does
+    # not use AMX either. GCC keeps an explicit -mno-* against -march=native.
+    local no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
     nice -n 10 cmake -S "$LLAMA_CPP_DIR" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+        -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" \
         -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF
     log "building (nice -n 10, -j2)"
     nice -n 10 cmake --build "$BUILD_DIR" --config Release -j2 \
