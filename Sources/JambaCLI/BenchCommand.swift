@@ -89,7 +89,7 @@ struct Bench: ParsableCommand {
                 let config = try JambaConfig.load(directory: modelOptions.url)
                 report.limits = measureLimits(config: config, threads: threads)
                 report.applyLimits()
-                log("limits: \(report.limits.map { "sgemm \(Int($0.sgemmGFLOPS[threads - 1])) GFLOP/s, read \(Int($0.readGBps[threads - 1])) GB/s" } ?? "skipped")")
+                log("limits: \(report.limits.map { "sgemm \(Int($0.sgemmGFLOPS[threads - 1])) GFLOP/s, few-row kernel \(Int($0.fewRowsGFLOPS?[threads - 1] ?? 0)) GFLOP/s, read \(Int($0.readGBps[threads - 1])) GB/s" } ?? "skipped")")
             }
 
             let workerCounts = clusterWorkers.isEmpty ? [] : try parseTokenList(clusterWorkers, flag: "--cluster-workers")
@@ -181,6 +181,7 @@ struct Bench: ParsableCommand {
         return BenchReport.Limits(
             sgemmShape: [t, 2 * c.intermediateSize, c.hiddenSize],
             sgemmGFLOPS: ts.map { MachineLimits.sgemmGFLOPS(m: t, n: 2 * c.intermediateSize, k: c.hiddenSize, threads: $0) },
+            fewRowsGFLOPS: ts.map { MachineLimits.fewRowsGFLOPS(threads: $0) },
             readGBps: zip(sum, stream).map { max($0, $1) }, sumGBps: sum, streamGBps: stream,
             sgemvGBps: ts.map { MachineLimits.sgemvGBps(threads: $0) })
     }

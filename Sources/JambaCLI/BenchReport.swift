@@ -7,6 +7,13 @@ struct BenchReport: Codable {
         var sgemmShape: [Int]
         /// Indexed by threads - 1.
         var sgemmGFLOPS: [Double]
+        /// Our few-row kernel at 32 rows on weights in cache (`MachineLimits.fewRowsGFLOPS`); absent in older JSON.
+        var fewRowsGFLOPS: [Double]?
+
+        /// The compute limit: the better of OpenBLAS's sgemm and our own kernel, as the read limit is the better of two.
+        func computeGFLOPS(threads i: Int) -> Double {
+            max(sgemmGFLOPS[i], fewRowsGFLOPS.flatMap { $0.indices.contains(i) ? $0[i] : nil } ?? 0)
+        }
         /// The memory read limit: the better of `sumGBps` and `streamGBps`.
         var readGBps: [Double]
         /// A SIMD sum over 1 GiB split across the threads.
@@ -117,9 +124,9 @@ struct BenchReport: Codable {
         for j in rows.indices {
             guard let a = rows[j].achievedPerSecond, let kind = rows[j].limitKind else { continue }
             let read = rows[j].readLimit(l, threads: i)
-            rows[j].ofLimit = kind == "flops" ? a / (l.sgemmGFLOPS[i] * 1e9) : a / (read * 1e9)
+            rows[j].ofLimit = kind == "flops" ? a / (l.computeGFLOPS(threads: i) * 1e9) : a / (read * 1e9)
             if let parts = rows[j].parts, !parts.isEmpty, let ms = rows[j].msPerStep, ms > 0,
-               let roof = Self.roofline(parts, readGBps: read, sgemmGFLOPS: l.sgemmGFLOPS[i]) {
+               let roof = Self.roofline(parts, readGBps: read, sgemmGFLOPS: l.computeGFLOPS(threads: i)) {
                 rows[j].ofRoofline = 1000 * roof.seconds / ms
                 rows[j].roofBound = roof.bound
             }
@@ -158,6 +165,10 @@ struct BenchReport: Codable {
         if let l = limits {
             s += "| machine limit | 1 thread | \(l.sgemmGFLOPS.count) threads |\n|---|---|---|\n"
             s += "| sgemm \(l.sgemmShape.map(String.init).joined(separator: "×")) GFLOP/s | \(f(l.sgemmGFLOPS.first)) | \(f(l.sgemmGFLOPS.last)) |\n"
+            if let few = l.fewRowsGFLOPS {
+                s += "| few-row kernel, 32 rows, f32 weights in cache, GFLOP/s | \(f(few.first)) | \(f(few.last)) |\n"
+                s += "| **compute limit** (the better of the two) | \(f(l.computeGFLOPS(threads: 0))) | \(f(l.computeGFLOPS(threads: l.sgemmGFLOPS.count - 1))) |\n"
+            }
             s += "| memory read GB/s: SIMD sum of 1 GiB | \(f(l.sumGBps.first)) | \(f(l.sumGBps.last)) |\n"
             s += "| memory read GB/s: few-row kernel streaming 1 GiB | \(f(l.streamGBps.first)) | \(f(l.streamGBps.last)) |\n"
             s += "| **memory read limit** (the better of the two) | \(f(l.readGBps.first)) | \(f(l.readGBps.last)) |\n"

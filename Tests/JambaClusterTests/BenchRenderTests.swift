@@ -121,4 +121,36 @@ final class BenchRenderTests: XCTestCase {
         // A row measured with its own read limit is set against it, not against the end-of-bench 50 GB/s.
         XCTAssertTrue(line("decode_b4").contains("| 100% of 25.0 | 100% (memory) |"), line("decode_b4"))
     }
+
+    /// Where our own kernel outruns OpenBLAS's sgemm (as on an Intel Xeon with Debian's OpenBLAS 0.3.21), the compute
+    /// limit is the better of the two: a prefill at 300 GFLOP/s reads 75% of our kernel's 400, not 150% of sgemm's
+    /// 200, and a compute-bound step's roofline uses 400 too. An older JSON without the kernel's figure keeps sgemm.
+    func testTheComputeLimitIsTheBetterOfSgemmAndOurKernel() throws {
+        var limits: [String: Any] = ["sgemmShape": [512, 5632, 1024], "sgemmGFLOPS": [100.0, 200.0], "fewRowsGFLOPS": [150.0, 400.0],
+                                     "readGBps": [30.0, 50.0], "sumGBps": [30.0, 50.0], "streamGBps": [25.0, 45.0],
+                                     "sgemvGBps": [20.0, 40.0]]
+        let prefill: [String: Any] = ["mode": "local", "dtype": "f32", "scenario": "prefill512", "batch": 1, "tokensPerSecond": 500.0,
+                                      "ttftSeconds": 1.0, "samples": [500.0], "achievedPerSecond": 300e9, "limitKind": "flops"]
+        // 8 GFLOP of dense layers and 0.1 GB of experts in 25 ms: 8 / 400 = 20 ms + 0.1 / 50 = 2 ms, 88% of the step.
+        let decode: [String: Any] = ["mode": "local", "dtype": "f32", "scenario": "decode_b32", "batch": 32, "tokensPerSecond": 1.0,
+                                     "ttftSeconds": 0.1, "samples": [1.0], "msPerStep": 25.0, "bytesPerStep": 0.5e9,
+                                     "achievedPerSecond": 20e9, "limitKind": "bytes",
+                                     "parts": [["name": "dense", "bytes": 0.4e9, "flops": 8e9], ["name": "experts", "bytes": 0.1e9, "flops": 0.2e9]]]
+        func render() throws -> String {
+            try write(["model": "m", "threads": 2, "date": "2026-12-05T13:00:00Z", "peakRSSBytes": [String: Int](),
+                       "references": [Any](), "limits": limits, "rows": [prefill, decode]], to: dir + "results.json")
+            return try renderAll()
+        }
+        var text = try render()
+        func line(_ key: String) -> String { text.split(separator: "\n").first { $0.contains(key) }.map(String.init) ?? "" }
+        print("[render] \(line("| prefill512 |"))\n[render] \(line("| decode_b32 |"))\n[render] \(line("**compute limit**"))")
+        XCTAssertTrue(line("| prefill512 |").contains("| 75% |"), line("| prefill512 |"))
+        XCTAssertTrue(line("| decode_b32 |").contains("| 88% (dense: compute, experts: memory) |"), line("| decode_b32 |"))
+        XCTAssertTrue(line("**compute limit**").contains("| 150 | 400 |") || line("**compute limit**").contains("| 150.0 | 400.0 |"),
+                      line("**compute limit**"))
+        limits["fewRowsGFLOPS"] = nil
+        text = try render()
+        XCTAssertTrue(line("| prefill512 |").contains("| 150% |"), "older JSON: against sgemm alone; \(line("| prefill512 |"))")
+        XCTAssertEqual(line("**compute limit**"), "")
+    }
 }
