@@ -15,9 +15,7 @@ public enum MachineLimits {
         let a = [Float](repeating: 0.5, count: m * k)
         let b = [Float](repeating: 0.25, count: n * k)
         var c = [Float](repeating: 0, count: m * n)
-        var best = Double.infinity
-        for _ in 0..<(repeats + 1) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
+        let best = bestNanoseconds(repeats: repeats) {
             a.withUnsafeBufferPointer { ap in
                 b.withUnsafeBufferPointer { bp in
                     c.withUnsafeMutableBufferPointer { cp in
@@ -26,9 +24,20 @@ public enum MachineLimits {
                     }
                 }
             }
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
         }
         return 2 * Double(m) * Double(n) * Double(k) / best
+    }
+
+    /// The fastest of `repeats` timed runs of `body` after one untimed warm-up, in nanoseconds.
+    private static func bestNanoseconds(repeats: Int, _ body: () -> Void) -> Double {
+        body()
+        var best = Double.infinity
+        for _ in 0..<max(1, repeats) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
+        }
+        return best
     }
 
     /// Best-of-`repeats` GFLOP/s of our few-row kernel at its largest row count (`BLAS.fewRowsLimit`) against f32
@@ -40,23 +49,15 @@ public enum MachineLimits {
         BLAS.kernelThreads = threads
         defer { BLAS.kernelThreads = previous }
         let (m, n, k, calls) = (BLAS.fewRowsLimit, 512, 1024, 16)
-        let x = [Float](repeating: 0.5, count: m * k)
-        let w = [Float](repeating: 0.25, count: n * k)
-        var y = [Float](repeating: 0, count: m * n)
-        var best = Double.infinity
-        for _ in 0..<(repeats + 1) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            x.withUnsafeBufferPointer { xp in
-                w.withUnsafeBufferPointer { wp in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        for _ in 0..<calls {  // y[m, n] = x[m, k] · w[n, k]ᵀ
-                            BLAS.gemmFewRows(m: m, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, bf16: false,
-                                             ldw: k, y: yp.baseAddress!, ldy: n)
-                        }
-                    }
-                }
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: m * k), w = UnsafeMutablePointer<Float>.allocate(capacity: n * k)
+        let y = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+        defer { x.deallocate(); w.deallocate(); y.deallocate() }
+        x.initialize(repeating: 0.5, count: m * k)
+        w.initialize(repeating: 0.25, count: n * k)
+        let best = bestNanoseconds(repeats: repeats) {
+            for _ in 0..<calls {  // y[m, n] = x[m, k] · w[n, k]ᵀ
+                BLAS.gemmFewRows(m: m, n: n, k: k, x: x, ldx: k, w: w, bf16: false, ldw: k, y: y, ldy: n)
             }
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
         }
         return 2 * Double(m * n * k * calls) / best
     }

@@ -66,39 +66,26 @@ extension RemoteExecutorEquivalenceTests {
     func testWorkersSharingCoresTakeLayerStepsInTurn() throws {
         let pair = try TwoWorkers(fixture: "tiny-b", host: { _ in ("host-a", [0]) }) { _, _ in true }
         defer { pair.stop() }
-        let (model, ck, link) = (pair.model, pair.checkpoint, pair.link)
-        let c = model.config
+        let c = pair.model.config
         let stats = StatsSink()
-        let slices = MLP.sliceBounds(intermediate: c.intermediateSize).count - 1
-        var remote = try RemoteExpertExecutor(link: link, hidden: c.hiddenSize, slices: slices, requestTimeout: 10, stats: stats)
-        var local = LocalExpertExecutor(experts: try ExpertStore.load(ExpertStore.allIDs(c), from: ck, config: c))
-        let tokens = Array(testPrompts.prefix(4))
-        var s1 = tokens.map { _ in SequenceState(config: c) }, s2 = s1
-        var scratch = ForwardScratch(config: c)
-        var na = tokens, nb = tokens
-        for step in 0..<6 {
+        var bytesBefore: UInt64 = 0
+        try pair.lockstep(stats: stats, before: { _ in
             stats.served.removeAll()
-            let bytesBefore = stats.timings.requestBytes
-            let ra = try model.forward(tokens: na, states: &s1, executor: &remote, scratch: &scratch)
+            bytesBefore = stats.timings.requestBytes
+        }, after: { step, rows in
             // One worker gets each whole layer step, so every token travels once per MoE layer, not once per expert
             // (top-k): the requests hold a little more than the tokens' f32 bytes, well under twice.
-            let rows = na.map(\.count).reduce(0, +)
             let tokenBytes = Double(c.moeLayers.count * rows * c.hiddenSize * 4)
             let sent = Double(stats.timings.requestBytes - bytesBefore)
             if step < 2 { print("[equivalence] step \(step): \(rows) rows, requests \(Int(sent)) B for \(Int(tokenBytes)) B of token rows") }
             XCTAssertGreaterThanOrEqual(sent, tokenBytes, "step \(step)")
             XCTAssertLessThan(sent, 1.25 * tokenBytes, "step \(step): tokens sent more than once per layer?")
-            let rb = try model.forward(tokens: nb, states: &s2, executor: &local, scratch: &scratch)
-            let diff = zip(ra.logits.storage, rb.logits.storage).map { abs($0 - $1) }.max() ?? 1
-            XCTAssertEqual(diff, 0, "step \(step): logits differ from in-process by \(diff)")
-            na = (0..<tokens.count).map { [Sampler.argmax(ra.logits.row($0))] }
-            nb = (0..<tokens.count).map { [Sampler.argmax(rb.logits.row($0))] }
             // One reply per MoE layer, so one worker per layer call; consecutive calls alternate.
             let order = stats.served.map(\.worker)
             XCTAssertEqual(order.count, c.moeLayers.count, "step \(step): \(order.count) replies for \(c.moeLayers.count) MoE layers")
             XCTAssertEqual(Set(order).count, min(2, c.moeLayers.count), "step \(step): both workers should take turns")
             for (a, b) in zip(order, order.dropFirst()) { XCTAssertNotEqual(a, b, "step \(step): one worker took two layers in a row") }
-        }
+        })
         print("[equivalence] workers sharing cores: every layer step went whole to one worker, in turn; logits bit-identical")
         XCTAssertEqual(stats.slicedParts, 0, "an expert was split between workers that share cores")
     }
@@ -111,29 +98,11 @@ extension RemoteExecutorEquivalenceTests {
     func testPartsAWorkerFailsAreRetriedAndTheSumsStayExact() throws {
         let pair = try TwoWorkers(fixture: "tiny-b") { w, e in w == 0 || e % 2 == 1 }
         defer { pair.stop() }
-        let (model, ck, link) = (pair.model, pair.checkpoint, pair.link)
-        let c = model.config
+        let (c, link) = (pair.model.config, pair.link)
         let all = Set(c.moeLayers.flatMap { l in (0..<c.numExperts).map { ExpertKey(layer: l, expert: $0) } })
         for w in link.registry.live { link.registry[w.id]?.held = all; link.registry[w.id]?.assigned = all }
         let stats = StatsSink()
-        let slices = MLP.sliceBounds(intermediate: c.intermediateSize).count - 1
-        var remote = try RemoteExpertExecutor(link: link, hidden: c.hiddenSize, slices: slices, requestTimeout: 10, stats: stats)
-        var local = LocalExpertExecutor(experts: try ExpertStore.load(ExpertStore.allIDs(c), from: ck, config: c))
-        let tokens = Array(testPrompts.prefix(4))
-        var s1 = tokens.map { _ in SequenceState(config: c) }, s2 = s1
-        var scratch = ForwardScratch(config: c)
-        var na = tokens, nb = tokens
-        var maxDiff: Float = 0
-        for step in 0..<6 {
-            let ra = try model.forward(tokens: na, states: &s1, executor: &remote, scratch: &scratch)
-            let rb = try model.forward(tokens: nb, states: &s2, executor: &local, scratch: &scratch)
-            let diff = zip(ra.logits.storage, rb.logits.storage).map { abs($0 - $1) }.max() ?? 1
-            maxDiff = max(maxDiff, diff)
-            XCTAssertEqual(diff, 0, "step \(step): logits differ from in-process by \(diff)")
-            na = (0..<tokens.count).map { [Sampler.argmax(ra.logits.row($0))] }
-            nb = (0..<tokens.count).map { [Sampler.argmax(rb.logits.row($0))] }
-            XCTAssertEqual(na, nb, "step \(step)")
-        }
+        let maxDiff = try pair.lockstep(stats: stats)
         print("[equivalence] \(stats.resentParts) expert parts re-sent after UNKNOWN_EXPERT; logits max |diff| \(maxDiff)")
         XCTAssertGreaterThan(stats.resentParts, 0, "no part was re-sent: the retry path went untested")
     }
@@ -209,6 +178,41 @@ private struct TwoWorkers {
             }
         }
         XCTAssertTrue(link.registry.covers(layers: c.moeLayers, numExperts: c.numExperts))
+    }
+
+    /// A remote executor over these workers (decode balanced in the model's slices) and the in-process reference.
+    func executors(stats: StatsSink) throws -> (remote: RemoteExpertExecutor, local: LocalExpertExecutor) {
+        let c = model.config
+        let slices = MLP.sliceBounds(intermediate: c.intermediateSize).count - 1
+        return (try RemoteExpertExecutor(link: link, hidden: c.hiddenSize, slices: slices, requestTimeout: 10, stats: stats),
+                LocalExpertExecutor(experts: try ExpertStore.load(ExpertStore.allIDs(c), from: checkpoint, config: c)))
+    }
+
+    /// Six forward passes (four prompts, then their greedy tokens) through the workers and in process side by side,
+    /// asserting each step's logits bit-identical and its greedy tokens equal. `before(step)` and `after(step, rows)`
+    /// run around each remote pass, for a test to look at what it sent. Returns the largest difference seen.
+    @discardableResult
+    func lockstep(stats: StatsSink, before: (Int) -> Void = { _ in }, after: (Int, Int) -> Void = { _, _ in }) throws -> Float {
+        let c = model.config
+        var (remote, local) = try executors(stats: stats)
+        let tokens = Array(testPrompts.prefix(4))
+        var s1 = tokens.map { _ in SequenceState(config: c) }, s2 = s1
+        var scratch = ForwardScratch(config: c)
+        var na = tokens, nb = tokens
+        var maxDiff: Float = 0
+        for step in 0..<6 {
+            before(step)
+            let ra = try model.forward(tokens: na, states: &s1, executor: &remote, scratch: &scratch)
+            after(step, na.map(\.count).reduce(0, +))
+            let rb = try model.forward(tokens: nb, states: &s2, executor: &local, scratch: &scratch)
+            let diff = zip(ra.logits.storage, rb.logits.storage).map { abs($0 - $1) }.max() ?? 1
+            maxDiff = max(maxDiff, diff)
+            XCTAssertEqual(diff, 0, "step \(step): logits differ from in-process by \(diff)")
+            na = (0..<tokens.count).map { [Sampler.argmax(ra.logits.row($0))] }
+            nb = (0..<tokens.count).map { [Sampler.argmax(rb.logits.row($0))] }
+            XCTAssertEqual(na, nb, "step \(step)")
+        }
+        return maxDiff
     }
 
     func stop() {
