@@ -68,30 +68,39 @@ public enum BLAS {
         jc_gemm_few_rows_mt(Int32(parts), Int32(m), Int32(n), Int32(k), x, Int32(ldx), w, bf16 ? 1 : 0, Int32(ldw), y, Int32(ldy))
     }
 
-    /// Whether a product with more than `fewRowsLimit` rows goes through the few-row kernel in chunks of
-    /// `fewRowsLimit` rows rather than sgemm (f32) or widening and sgemm (bf16). sgemm packs the whole weight
-    /// matrix on every call, which an expert's ~128 prefill rows do not pay back; the AVX-512 kernel streams the
-    /// weights once per chunk and reaches sgemm's own 512-row speed. Measured (2 threads, GFLOP/s, chunks of 32
-    /// rows against sgemm in the same run; tools/bench/many_rows.c):
-    /// - f32, 128 × 1024 × 2816 (an expert's down): 178 against 154; 96 × 5632 × 1024: 190 against 147;
-    ///   512 × 96 × 2048 (Mamba's x_proj): 148 against 96. At 512 rows with n ≥ 1024, within ±5% either way.
-    /// - bf16: 205–215 at every shape with k ≥ 1024, above even f32 sgemm (half the bytes to load).
-    /// - k = 64 (dt_proj): sgemm 118 against 75, so small k stays on sgemm.
+    /// Whether a product with more than `fewRowsLimit` rows goes through the few-row kernel in chunks
+    /// (`manyRowsChunk`) rather than sgemm (f32) or widening and sgemm (bf16): on the AVX-512 kernel, whenever
+    /// k ≥ 256. Measured with tools/bench/many_rows.c (2 threads, GFLOP/s, weights fresh from memory):
+    /// - AMD EPYC (Zen 4), sgemm 128 GFLOP/s a core: chunks beat sgemm at an expert's ~128 rows (178 against
+    ///   154; sgemm packs the whole weight matrix on every call) and tie it at 512 rows (±5% either way).
+    /// - Intel Xeon (AVX-512 BF16), where OpenBLAS 0.3.21's sgemm runs at 33 GFLOP/s a core: chunks run 2.2–4.5×
+    ///   sgemm at every shape, 512 rows included (152–174 against 38–63).
+    /// - bf16: 175–215 at every shape with k ≥ 1024 on both, above f32 sgemm (half the bytes to load).
+    /// - k = 64 (dt_proj, 2% of a prefill's FLOPs): sgemm 112 against 69 on the EPYC, so small k stays on sgemm.
+    /// Taking the kernel at every row count also makes each row's output the same floats whatever batch it came
+    /// in: a prompt's last row in prefill gives exactly what it gives in a decode step.
     /// `chunkedManyRows = false` turns it off (benchmarks compare the two).
-    public static func chunksFewRows(m: Int, n: Int, k: Int, bf16: Bool) -> Bool {
-        guard chunkedManyRows, fewRowsLevel == 2, m > fewRowsLimit, k >= 256 else { return false }
-        return bf16 || m <= 384 || n <= 256
+    public static func chunksFewRows(m: Int, k: Int) -> Bool {
+        chunkedManyRows && fewRowsLevel == 2 && m > fewRowsLimit && k >= 256
     }
 
     /// See `chunksFewRows`.
     nonisolated(unsafe) public static var chunkedManyRows = true
 
-    /// y[M, N] = x[M, K] · w[N, K]ᵀ through the few-row kernel, `fewRowsLimit` rows at a time (dense x and y).
+    /// Rows per call when `chunksFewRows`: 64 while those rows of x fit in 256 KiB (k ≤ 1024), else
+    /// `fewRowsLimit`. Each chunk streams the weights once more, so wider chunks read them less often; beyond
+    /// 256 KiB x falls out of L2 between weight tiles. Rows do not interact, so the floats are the same either way.
+    static func manyRowsChunk(k: Int) -> Int {
+        return k * MemoryLayout<Float>.size * 64 <= 256 << 10 ? 64 : fewRowsLimit
+    }
+
+    /// y[M, N] = x[M, K] · w[N, K]ᵀ through the few-row kernel, `manyRowsChunk` rows at a time (dense x and y).
     static func gemmFewRowsChunked(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafeRawPointer, bf16: Bool,
                                    y: UnsafeMutablePointer<Float>) {
+        let chunk = m <= fewRowsLimit ? m : manyRowsChunk(k: k)
         var r = 0
         while r < m {
-            let rows = min(fewRowsLimit, m - r)
+            let rows = min(chunk, m - r)
             gemmFewRows(m: rows, n: n, k: k, x: x + r * k, ldx: k, w: w, bf16: bf16, ldw: k, y: y + r * n, ldy: n)
             r += rows
         }
@@ -155,7 +164,7 @@ public enum BLAS {
                 switch w.storage {
                 case let .f32(v):
                     v.withUnsafeBufferPointer { wp in
-                        if m <= fewRowsLimit || chunksFewRows(m: m, n: n, k: k, bf16: false) {
+                        if m <= fewRowsLimit || chunksFewRows(m: m, k: k) {
                             gemmFewRowsChunked(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, bf16: false, y: yb)
                         } else {
                             gemm(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, ldw: k, y: yb, ldy: n)
@@ -163,7 +172,7 @@ public enum BLAS {
                     }
                 case let .bf16(v):
                     v.withUnsafeBufferPointer { wp in
-                        if m <= fewRowsLimit || chunksFewRows(m: m, n: n, k: k, bf16: true) {
+                        if m <= fewRowsLimit || chunksFewRows(m: m, k: k) {
                             gemmFewRowsChunked(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, bf16: true, y: yb)
                         } else {
                             gemmWidened(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, y: yb)

@@ -65,7 +65,7 @@ public struct MLP: Sendable {
             }
         }
         let fewRowKernel = x.rows <= BLAS.fewRowsLimit
-            || BLAS.chunksFewRows(m: x.rows, n: down.rows, k: down.cols, bf16: down.dtype == .bf16)
+            || BLAS.chunksFewRows(m: x.rows, k: down.cols)
         guard fewRowKernel, sliceCount == 2 else {
             BLAS.linear(scratch.hidden, down, into: &out)  // h [T, I] · down[H, I]ᵀ → out [T, H]
             return

@@ -99,7 +99,7 @@ final class MLPSliceTests: XCTestCase {
             let gate = random(i * h, seed: 11), up = random(i * h, seed: 12)
             let mlp = MLP(gate: gate, up: up, down: Weights(rows: h, cols: i, values: random(h * i, seed: 13), dtype: dtype), dtype: dtype)
             let x = Matrix(rows: rows, cols: h, storage: random(rows * h, seed: 14))
-            XCTAssertEqual(BLAS.chunksFewRows(m: rows, n: 2 * i, k: h, bf16: dtype == .bf16), BLAS.fewRowsLevel == 2)
+            XCTAssertEqual(BLAS.chunksFewRows(m: rows, k: h), BLAS.fewRowsLevel == 2)
             var scratch = MLPScratch(intermediate: i)
             var whole = Matrix(zeros: 0, h)
             mlp(x, into: &whole, scratch: &scratch)
