@@ -88,9 +88,9 @@ JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, 
      came from L2 on every tile; in blocks of 4 the second block reads the weight tile from L1/L2 instead, and
      is faster: f32 8 rows 1.32 → 1.06 ms per slice on one thread, 32 rows 2.21 → 1.79 ms on two.
    - f32 weight vectors are twice bf16's bytes, so f32 takes narrower tiles (C = 4) than bf16 (C = 6) in decode.
-     Prefill's 64-row chunks (BLAS.manyRowsChunk, k ≤ 1024) take C = 6 in f32 too: each weight tile then serves
-     16 row blocks, and on the Intel Xeon VM f32 prefill rose from 347 to 371 tok/s (medians of 4 alternated
-     runs; tools/bench/many_rows.c: 4 × 6 ran 5–15% above 4 × 4 at 512 × 4096 × 1024). */
+     From 32 rows (prefill's chunks, BLAS.manyRowsChunk, and batch-32 decode) f32 takes C = 6 too: each weight
+     tile then serves 8–16 row blocks. On the Intel Xeon VM f32 prefill rose from 347 to 371 tok/s (medians of 4
+     alternated runs; tools/bench/many_rows_tiles.c: 4 × 6 ran 5–15% above 4 × 4 at prefill's shapes). */
 static int forced_rb, forced_c;
 
 void jc_set_few_rows_tile(int rb, int c) {
@@ -101,7 +101,7 @@ void jc_set_few_rows_tile(int rb, int c) {
 
 static JC_INLINE void tile_plan(const int bf, int m, int *rb, int *c) {
     if (forced_rb) { *rb = forced_rb < m ? forced_rb : m; *c = forced_c; return; }
-    if (m >= 5) { *rb = 4; *c = bf || m > 32 ? 6 : 4; return; }
+    if (m >= 5) { *rb = 4; *c = bf || m >= 32 ? 6 : 4; return; }
     *rb = m;
     if (bf) *c = m <= 2 ? 3 : 6;
     else *c = m <= 2 ? 6 : m == 3 ? 4 : 2;
