@@ -177,8 +177,14 @@ def batched_bench(binary, gguf, batch, repeats):
            "--output-format", "jsonl"]
     samples = []
     for _ in range(repeats):
-        out, err, rss, wall, info = run_rss(cmd)
-        line = [ln for ln in (out + "\n" + err).splitlines() if ln.startswith("{") and '"speed_tg"' in ln]
+        # On the Xeon VM (2026-12-05) one process in many exited 0 having printed nothing at all; run it again.
+        for attempt in range(3):
+            out, err, rss, wall, info = run_rss(cmd)
+            line = [ln for ln in (out + "\n" + err).splitlines() if ln.startswith("{") and '"speed_tg"' in ln]
+            if line:
+                break
+            print(f"[llama.cpp] no jsonl result (attempt {attempt + 1} of 3), stdout {len(out)} B, stderr {len(err)} B",
+                  file=sys.stderr)
         if not line:
             sys.exit(f"no jsonl result from: {' '.join(cmd)}\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}")
         r = json.loads(line[-1])
