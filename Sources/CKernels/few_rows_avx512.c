@@ -32,12 +32,16 @@ JC_AVX512 static JC_INLINE __m512 load_w16_tail(const int bf, const void *w, siz
 #define JC_PF_TILES 4
 /* Most x rows per register tile (see tile_plan). */
 #define JC_MAX_RB 4
-/* s[r][c] = x[r, lo:hi] · w[c, lo:hi] for r < R, c < C: 16-lane partial sums from lo (a masked tail at hi), then
-   the lanes reduced. */
-JC_AVX512 static JC_INLINE void tile512_sums(const int bf, const int R, const int C, int lo, int hi, const float *x,
-                                             int ldx, const void *w, int ldw, float s[JC_MAX_RB][6]) {
+/* Adds x[r, lo:hi] · w[c, lo:hi] for r < R, c < C to 16-lane partial sums: started at zero when `first`, else
+   taken from `spill`; when `last`, a masked tail at hi and the lanes reduced into s, else the partial sums put
+   back in `spill`. Cutting [lo, hi) into blocks of whole vectors this way adds the same floats in the same order
+   as one pass over it. */
+JC_AVX512 static JC_INLINE void tile512_sums(const int bf, const int R, const int C, int lo, int hi, const int first,
+                                             const int last, const float *x, int ldx, const void *w, int ldw,
+                                             __m512 *spill, float s[JC_MAX_RB][6]) {
     __m512 acc[JC_MAX_RB][6];
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = first ? _mm512_setzero_ps() : _mm512_load_ps((const float *)&spill[r * 6 + c]);
     int i = lo;
     const int k = hi;
     for (; i + 16 <= k; i += 16) {
@@ -48,6 +52,10 @@ JC_AVX512 static JC_INLINE void tile512_sums(const int bf, const int R, const in
             __m512 xv = _mm512_loadu_ps(x + (size_t)r * ldx + i);
             for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
         }
+    }
+    if (!last) {
+        for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) _mm512_store_ps((float *)&spill[r * 6 + c], acc[r][c]);
+        return;
     }
     if (i < k) {
         const __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
@@ -61,20 +69,21 @@ JC_AVX512 static JC_INLINE void tile512_sums(const int bf, const int R, const in
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) s[r][c] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
-/* y[r, c] = x[r, :] · w[c, :] for r < R, c < C. With 0 < k0 < k, the sum is taken in two segments, [0, k0) and
-   [k0, k), each reduced on its own and then added: the same floats as two products over the segments added
-   afterwards (an expert's two slices computed by two workers), but in one pass over the weights. */
-JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, int k0, int k, const float *x, int ldx,
-                                        const void *w, int ldw, float *y, int ldy) {
+/* One block [lo, hi) of a tile's sum segment (tile512_sums). On the segment's last block the tile's outputs are
+   written: y = s for the first segment, y += s for the second. With 0 < k0 < k a sum is taken in two segments,
+   [0, k0) and [k0, k), each reduced on its own and then added: the same floats as two products over the segments
+   added afterwards (an expert's two slices computed by two workers), but in one pass over the weights. */
+JC_AVX512 static JC_INLINE void tile512(const int bf, const int R, const int C, int lo, int hi, int first, int last,
+                                        int add, const float *x, int ldx, const void *w, int ldw, __m512 *spill,
+                                        float *y, int ldy) {
     float s[JC_MAX_RB][6];
-    const int split = k0 > 0 && k0 < k;
-    tile512_sums(bf, R, C, 0, split ? k0 : k, x, ldx, w, ldw, s);
-    if (split) {
-        float t[JC_MAX_RB][6];
-        tile512_sums(bf, R, C, k0, k, x, ldx, w, ldw, t);
-        for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) s[r][c] += t[r][c];
-    }
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) y[(size_t)r * ldy + c] = s[r][c];
+    tile512_sums(bf, R, C, lo, hi, first, last, x, ldx, w, ldw, spill, s);
+    if (!last) return;
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            float *o = y + (size_t)r * ldy + c;
+            *o = add ? *o + s[r][c] : s[r][c];
+        }
 }
 
 /* The register tile for m x rows: blocks of up to RB x rows × C weight rows (RB·C accumulators + C weight vectors
@@ -108,37 +117,77 @@ static JC_INLINE void tile_plan(const int bf, int m, int *rb, int *c) {
 }
 
 /* Calls tile512 with compile-time R (1–4) and C (1, 2, 3, 4 or 6). */
+#define JC_TILE_ARGS lo, hi, first, last, add, x, ldx, w, ldw, spill, y, ldy
 #define JC_TILE_R(R) case R: \
     switch (C) { \
-    case 1: tile512(bf, R, 1, k0, k, x, ldx, w, ldw, y, ldy); break; \
-    case 2: tile512(bf, R, 2, k0, k, x, ldx, w, ldw, y, ldy); break; \
-    case 3: tile512(bf, R, 3, k0, k, x, ldx, w, ldw, y, ldy); break; \
-    case 4: tile512(bf, R, 4, k0, k, x, ldx, w, ldw, y, ldy); break; \
-    default: tile512(bf, R, 6, k0, k, x, ldx, w, ldw, y, ldy); break; \
+    case 1: tile512(bf, R, 1, JC_TILE_ARGS); break; \
+    case 2: tile512(bf, R, 2, JC_TILE_ARGS); break; \
+    case 3: tile512(bf, R, 3, JC_TILE_ARGS); break; \
+    case 4: tile512(bf, R, 4, JC_TILE_ARGS); break; \
+    default: tile512(bf, R, 6, JC_TILE_ARGS); break; \
     } \
     break;
 
-JC_AVX512 static JC_INLINE void tile_any(const int bf, int R, int C, int k0, int k, const float *x, int ldx, const void *w,
-                                         int ldw, float *y, int ldy) {
+JC_AVX512 static JC_INLINE void tile_any(const int bf, int R, int C, int lo, int hi, int first, int last, int add,
+                                         const float *x, int ldx, const void *w, int ldw, __m512 *spill, float *y,
+                                         int ldy) {
     switch (R) {
         JC_TILE_R(1) JC_TILE_R(2) JC_TILE_R(3) JC_TILE_R(4)
     }
 }
 
-/* Column tiles outermost, then blocks of x rows: a tile's weight rows come from memory once and from L1/L2 for
-   the later row blocks, so beyond one block the cost grows in arithmetic only (up to 32 rows this beats sgemm,
-   which packs the whole weight matrix first). */
-JC_AVX512 static JC_INLINE void gemm_few_rows_avx512(const int bf, int m, int n0, int n1, int k0, int k, const float *x,
-                                                     int ldx, const void *w, int ldw, float *y, int ldy) {
+/* The k block (see gemm_rows_avx512) fills this much of L1 (48 KiB on the Xeon, 32 on the AMD VM) with a tile's
+   weight rows and one row block's x: 816 at f32's 4 × 6 tile, 1168 at bf16's. */
+#define JC_KBLOCK_BYTES (32 * 1024)
+static int forced_kblock = -1;
+
+void jc_set_few_rows_kblock(int kc) { forced_kblock = kc < 0 ? -1 : kc / 16 * 16; }
+
+/* Most x rows gemm_rows_avx512 takes at once: the 16-lane partial sums it keeps between k blocks for every row
+   block of a column tile (at most 16 blocks × 4 × 6 vectors, 24 KiB on the stack). */
+#define JC_KB_ROWS 64
+
+/* Column tiles outermost, then (for long sums) blocks of k, then blocks of x rows: a tile's weight rows come from
+   memory once and from L1/L2 for the later row blocks, so beyond one block the cost grows in arithmetic only (up
+   to 32 rows this beats sgemm, which packs the whole weight matrix first). A tile of 6 f32 weight rows at k = 2816
+   is 66 KiB, more than L1 (48 KiB), so without k blocks every row block read it from L2 again with its x rows:
+   such products ran at 115–145 GFLOP/s on 2 threads against 180–200 at k = 1024. In blocks of k the weight
+   block stays in L1 across the row blocks, and each row block's partial sums wait in `spill` meanwhile. */
+JC_AVX512 static JC_INLINE void gemm_rows_avx512(const int bf, int m, int n0, int n1, int k0, int k, const float *x,
+                                                 int ldx, const void *w, int ldw, float *y, int ldy) {
+    __m512 spill[JC_KB_ROWS / 4 * JC_MAX_RB * 6];
     int RB, C;
     tile_plan(bf, m, &RB, &C);
-    int j = n0;
-    for (; j < n1; j += C) {
+    const int split = k0 > 0 && k0 < k;
+    // Blocks only help when a tile serves more than one row block; 0 never blocks.
+    const int kb = m <= RB ? 0 : forced_kblock >= 0 ? forced_kblock : JC_KBLOCK_BYTES / (C * (bf ? 2 : 4) + RB * 4) / 16 * 16;
+    if (k <= 0) {
+        for (int r = 0; r < m; r++) for (int j = n0; j < n1; j++) y[(size_t)r * ldy + j] = 0;
+        return;
+    }
+    for (int j = n0; j < n1; j += C) {
         if (j + C > n1) C = 1;  // the last few columns one at a time
         const void *wt = w_row(bf, w, (size_t)j * ldw);
-        for (int r0 = 0; r0 < m; r0 += RB)
-            tile_any(bf, m - r0 < RB ? m - r0 : RB, C, k0, k, x + (size_t)r0 * ldx, ldx, wt, ldw, y + (size_t)r0 * ldy + j, ldy);
+        for (int seg = 0; seg <= split; seg++) {
+            const int s0 = seg ? k0 : 0, s1 = split && !seg ? k0 : k;
+            // Blocks of equal size (whole vectors), so that no short block pays a row-block loop of its own.
+            const int nb = kb > 0 ? (s1 - s0 + kb - 1) / kb : 1;
+            const int step = ((s1 - s0 + nb - 1) / nb + 15) / 16 * 16;
+            for (int lo = s0; lo < s1; lo += step) {
+                const int hi = s1 - lo > step ? lo + step : s1, first = lo == s0, last = hi == s1;
+                for (int r0 = 0; r0 < m; r0 += RB)
+                    tile_any(bf, m - r0 < RB ? m - r0 : RB, C, lo, hi, first, last, seg, x + (size_t)r0 * ldx, ldx,
+                             wt, ldw, spill + (size_t)(r0 / RB) * JC_MAX_RB * 6, y + (size_t)r0 * ldy + j, ldy);
+            }
+        }
     }
+}
+
+JC_AVX512 static JC_INLINE void gemm_few_rows_avx512(const int bf, int m, int n0, int n1, int k0, int k, const float *x,
+                                                     int ldx, const void *w, int ldw, float *y, int ldy) {
+    for (int r = 0; r < m; r += JC_KB_ROWS)
+        gemm_rows_avx512(bf, m - r < JC_KB_ROWS ? m - r : JC_KB_ROWS, n0, n1, k0, k, x + (size_t)r * ldx, ldx, w, ldw,
+                         y + (size_t)r * ldy, ldy);
 }
 
 JC_AVX512 void jc_few_rows_avx512_f32(int m, int n0, int n1, int k0, int k, const float *x, int ldx, const void *w,
@@ -148,4 +197,5 @@ JC_AVX512 void jc_few_rows_avx512_bf16(int m, int n0, int n1, int k0, int k, con
 #else
 int jc_has_avx512(void) { return 0; }
 void jc_set_few_rows_tile(int rb, int c) { (void)rb; (void)c; }
+void jc_set_few_rows_kblock(int kc) { (void)kc; }
 #endif

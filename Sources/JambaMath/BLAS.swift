@@ -58,6 +58,12 @@ public enum BLAS {
         jc_set_few_rows_tile(Int32(rowBlock ?? 0), Int32(columns ?? 0))
     }
 
+    /// Forces the AVX-512 few-row kernel's k block (a multiple of 16; 0: sums in one pass); nil restores the plan
+    /// (blocks that keep a weight tile in L1). Tests use it to check that every block gives the same floats.
+    public static func setFewRowsKBlock(_ kBlock: Int?) {
+        jc_set_few_rows_kblock(Int32(kBlock ?? -1))
+    }
+
     /// y[M, N] = x[M, K] · w[N, K]ᵀ with the few-row kernel (w f32 or bf16), output columns split across
     /// `kernelThreads` (a spinning pool, see pool.c). Each output element is the same sum whatever the split, so
     /// results do not depend on it.
@@ -87,17 +93,18 @@ public enum BLAS {
     /// See `chunksFewRows`.
     nonisolated(unsafe) public static var chunkedManyRows = true
 
-    /// Rows per call when `chunksFewRows`: 64 while those rows of x fit in 256 KiB (k ≤ 1024), else
-    /// `fewRowsLimit`. Each chunk streams the weights once more, so wider chunks read them less often; beyond
-    /// 256 KiB x falls out of L2 between weight tiles. Rows do not interact, so the floats are the same either way.
-    static func manyRowsChunk(k: Int) -> Int {
-        return k * MemoryLayout<Float>.size * 64 <= 256 << 10 ? 64 : fewRowsLimit
-    }
+    /// Rows per call when `chunksFewRows`, and for the expert blocks (`linearBlock`, `linearSplit`) on the AVX-512
+    /// kernel. Each chunk streams the weights once more, so wider chunks read them less often. The kernel takes
+    /// long sums in k blocks that keep a weight tile in L1 (few_rows_avx512.c), so what has to stay in L2 between
+    /// weight tiles is one k block of the chunk's x: 64 × 816 floats, 204 KiB, at any k. Before the k blocks, 64
+    /// rows were taken only while all of x fit in 256 KiB (k ≤ 1024), else 32. Rows do not interact, so the floats
+    /// are the same whatever the chunk.
+    static var manyRowsChunk: Int { fewRowsLevel == 2 ? 64 : fewRowsLimit }
 
     /// y[M, N] = x[M, K] · w[N, K]ᵀ through the few-row kernel, `manyRowsChunk` rows at a time (dense x and y).
     static func gemmFewRowsChunked(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafeRawPointer, bf16: Bool,
                                    y: UnsafeMutablePointer<Float>) {
-        let chunk = m <= fewRowsLimit ? m : manyRowsChunk(k: k)
+        let chunk = m <= fewRowsLimit ? m : manyRowsChunk
         var r = 0
         while r < m {
             let rows = min(chunk, m - r)

@@ -3,7 +3,7 @@ import CKernels
 
 extension BLAS {
     /// out[T, rows.count] = x[T, xColumns] · w[rows, columns]ᵀ (xColumns.count == columns.count), through the
-    /// few-row kernel only, in chunks of at most `fewRowsLimit` rows of x.
+    /// few-row kernel only, in chunks of at most `manyRowsChunk` rows of x.
     ///
     /// The block is read in place (row stride w.cols), so a slice of an expert costs no copy. Each output element
     /// is the same sum the few-row kernel gives for any row count, chunking or thread split, which is what lets a
@@ -24,7 +24,7 @@ extension BLAS {
                 func run(_ wb: UnsafeRawPointer, bf16: Bool) {
                     var r = 0
                     while r < x.rows {
-                        let m = min(fewRowsLimit, x.rows - r)
+                        let m = min(manyRowsChunk, x.rows - r)
                         gemmFewRows(m: m, n: n, k: k, x: xb + r * ldx, ldx: ldx, w: wb, bf16: bf16, ldw: ldw, y: yb + r * n, ldy: n)
                         r += m
                     }
@@ -49,7 +49,8 @@ extension BLAS {
         guard x.rows > 0, w.rows > 0 else { return }
         let (n, k) = (w.rows, w.cols)
         tmp.reshape(cols: n)
-        tmp.resize(rows: min(x.rows, fewRowsLimit))
+        let chunk = manyRowsChunk
+        tmp.resize(rows: min(x.rows, chunk))
         let parts = n * k >= 1 << 16 ? max(1, kernelThreads) : 1
         x.storage.withUnsafeBufferPointer { xp in
             out.storage.withUnsafeMutableBufferPointer { yp in
@@ -58,7 +59,7 @@ extension BLAS {
                     func run(_ wb: UnsafeRawPointer, bf16: Bool) {
                         var r = 0
                         while r < x.rows {
-                            let m = min(fewRowsLimit, x.rows - r)
+                            let m = min(chunk, x.rows - r)
                             jc_gemm_few_rows_split_mt(Int32(parts), Int32(m), Int32(n), Int32(k0), Int32(k), xb + r * k, Int32(k),
                                                       wb, bf16 ? 1 : 0, Int32(k), yb + r * n, Int32(n), tb)
                             r += m

@@ -7,6 +7,7 @@ final class FewRowsKernelTests: XCTestCase {
     override func tearDown() {
         BLAS.setFewRowsLevel(nil)
         BLAS.setFewRowsTile(rowBlock: nil, columns: nil)
+        BLAS.setFewRowsKBlock(nil)
         BLAS.kernelThreads = 2
     }
 
@@ -97,6 +98,38 @@ final class FewRowsKernelTests: XCTestCase {
                 }
             }
             print("[kernel] \(dtype): elements differing between forced tiles (1–4 rows × 1–6 columns) and the plan: \(differing) of \(compared) (must be 0)")
+            XCTAssertGreaterThan(compared, 0)
+            XCTAssertEqual(differing, 0)
+        }
+    }
+
+    /// Long sums are taken in k blocks, each row block's 16-lane partial sums kept between blocks: the same floats
+    /// as one pass, plain and split at k0, whatever the block (the plan's, or forced down to one vector), row count
+    /// (one row block, several, beyond one 64-row chunk) or dtype. The plan's blocks (816 f32, 1168 bf16 at the
+    /// 4 × 6 tile) must cut k = 2816, the experts' down projection.
+    func testKBlocksGiveTheSameFloats() {
+        print("[kernel] kernel level \(BLAS.fewRowsLevel) (the k blocks take effect at 2, AVX-512)")
+        let (n, k, k0) = (37, 2816, 1408)
+        for dtype in WeightDType.allCases {
+            let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 21)), dtype: dtype)
+            var compared = 0, differing = 0
+            for m in [3, 5, 8, 33, 70] {
+                let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: UInt64(200 + m)))
+                BLAS.setFewRowsKBlock(0)
+                var plain = Matrix(zeros: 0, n), split = Matrix(zeros: 0, n), tmp = Matrix(zeros: 0, n)
+                BLAS.linear(x, w, into: &plain)
+                BLAS.linearSplit(x, w, splitAt: k0, into: &split, tmp: &tmp)
+                for kBlock in [nil, 16, 112, 1024] as [Int?] {
+                    BLAS.setFewRowsKBlock(kBlock)
+                    var y = Matrix(zeros: 0, n), ys = Matrix(zeros: 0, n)
+                    BLAS.linear(x, w, into: &y)
+                    BLAS.linearSplit(x, w, splitAt: k0, into: &ys, tmp: &tmp)
+                    differing += zip(y.storage, plain.storage).filter { $0 != $1 }.count
+                    differing += zip(ys.storage, split.storage).filter { $0 != $1 }.count
+                    compared += 2 * y.storage.count
+                }
+            }
+            print("[kernel] \(dtype): elements differing between k blocks (the plan, 16, 112, 1024) and one pass: \(differing) of \(compared) (must be 0)")
             XCTAssertGreaterThan(compared, 0)
             XCTAssertEqual(differing, 0)
         }

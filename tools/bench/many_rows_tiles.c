@@ -6,10 +6,13 @@
 // Each line is one f32 product y[M, N] = x[M, K] · w[N, K]ᵀ, 2 threads, in chunks of 64 rows when k ≤ 1024 (else
 // 32) as BLAS.linear calls it, weights fresh from memory each call (6 copies in turn), best of 5, GFLOP/s for the
 // plan (0x0) and for forced tiles of rows × weight rows. Every tile gives the same floats; only the speed differs.
+// With the argument `kblock`: the plan's tile at k blocks of 0 (none), the plan's, 512, 768 and 1024, in chunks of
+// 32 and of 64 rows, f32 and bf16 weights (jc_set_few_rows_kblock; again the same floats whatever the block).
 #include "ckernels.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void) {
@@ -18,7 +21,56 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-int main(void) {
+/* Seconds for one product in chunks of `chunk` rows, over `copies` weight copies in turn (weights from memory). */
+static double product_time(int chunk, int m, int n, int k, const float *x, const void *w, int bf16, int copies, float *y) {
+    const size_t wsize = (size_t)n * k * (bf16 ? 2 : 4);
+    const double t0 = now();
+    for (int c = 0; c < copies; c++)
+        for (int q = 0; q < m; q += chunk)
+            jc_gemm_few_rows_mt(2, m - q < chunk ? m - q : chunk, n, k, x + (size_t)q * k, k,
+                                (const char *)w + (size_t)c * wsize, bf16, k, y + (size_t)q * n, n);
+    return (now() - t0) / copies;
+}
+
+/* The variants of one shape alternate within each of 9 rounds, and each keeps its best round: this VM's speed
+   drifts by a third within minutes, so variants timed one after another compare the drift, not the code. */
+static int kblocks(void) {
+    const int shapes[][3] = {{512, 1024, 2816}, {128, 1024, 2816}, {512, 1024, 2048}, {512, 5632, 1024}, {512, 4096, 1024}};
+    const int variants[][2] = {{0, 32}, {0, 64}, {-1, 64}, {512, 64}, {768, 64}, {1024, 64}};  // k block (-1: plan), chunk rows
+    enum { nv = sizeof variants / sizeof variants[0] };
+    const int copies = 6;
+    printf("GFLOP/s, 2 threads, best of 9 alternated rounds, the plan's tile; kKB/C: k blocks of KB (0: none, -1: the plan), chunks of C rows\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        const size_t wn = (size_t)n * k * copies;
+        float *w = malloc(sizeof(float) * wn), *x = malloc(sizeof(float) * m * k), *y = malloc(sizeof(float) * m * n);
+        uint16_t *wb = malloc(sizeof(uint16_t) * wn);
+        if (!w || !x || !y || !wb) { fprintf(stderr, "out of memory\n"); return 1; }
+        for (size_t i = 0; i < wn; i++) { w[i] = (float)(i % 7) * 0.01f; wb[i] = (uint16_t)(0x3c00 + i % 7); }
+        for (int i = 0; i < m * k; i++) x[i] = (float)(i % 5) * 0.1f;
+        for (int bf = 0; bf <= 1; bf++) {
+            double best[nv];
+            for (int v = 0; v < nv; v++) best[v] = 1e9;
+            for (int round = 0; round < 9; round++)
+                for (int v = 0; v < nv; v++) {
+                    jc_set_few_rows_kblock(variants[v][0]);
+                    const double t = product_time(variants[v][1], m, n, k, x, bf ? (const void *)wb : w, bf, copies, y);
+                    if (t < best[v]) best[v] = t;
+                }
+            printf("%4d x %5d x %5d %s:", m, n, k, bf ? "bf16" : "f32 ");
+            for (int v = 0; v < nv; v++)
+                printf(" k%d/%d %5.1f", variants[v][0], variants[v][1], 2.0 * m * n * k / 1e9 / best[v]);
+            printf("\n");
+            fflush(stdout);
+        }
+        jc_set_few_rows_kblock(-1);
+        free(w); free(x); free(y); free(wb);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "kblock") == 0) return kblocks();
     const int shapes[][3] = {{512, 5632, 1024}, {512, 1024, 2816}, {512, 4096, 1024}, {512, 1024, 2048}, {128, 1024, 2816}};
     const int tiles[][2] = {{0, 0}, {4, 4}, {4, 6}, {3, 6}, {4, 3}, {2, 6}};
     const int copies = 6;

@@ -95,6 +95,10 @@ void jc_set_few_rows_level(int level);
 /// or 6); anything else restores the measured per-row-count plan. For tests (every tile gives the same floats) and
 /// tools/bench/few_rows_tiles.c. Not thread-safe: set it while no product runs.
 void jc_set_few_rows_tile(int rb, int c);
+
+/// Sets the AVX-512 few-row kernel's k block (a multiple of 16; 0: never block; negative: the default), for tests
+/// (every block gives the same floats) and tools/bench/many_rows_tiles.c. Not thread-safe, like the tile.
+void jc_set_few_rows_kblock(int kc);
 /// y[m, n] = x[m, k] · w[k, n] (no transpose) for a few rows, single-threaded: attention's P · V in decode,
 /// which OpenBLAS would hand to its thread pool, whose spinning then takes a core from the next kernel.
 void jc_gemm_nn_rows(int m, int n, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy);
