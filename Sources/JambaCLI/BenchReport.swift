@@ -7,7 +7,8 @@ struct BenchReport: Codable {
         var sgemmShape: [Int]
         /// Indexed by threads - 1.
         var sgemmGFLOPS: [Double]
-        /// Our few-row kernel at 32 rows on weights in cache (`MachineLimits.fewRowsGFLOPS`); absent in older JSON.
+        /// Our few-row kernel at a prefill chunk's rows on aligned weights in cache (`MachineLimits.fewRowsGFLOPS`; 32
+        /// rows unaligned before 2026-12-06); absent in older JSON.
         var fewRowsGFLOPS: [Double]?
 
         /// The compute limit: the better of OpenBLAS's sgemm and our own kernel, as the read limit is the better of two.
@@ -166,7 +167,7 @@ struct BenchReport: Codable {
             s += "| machine limit | 1 thread | \(l.sgemmGFLOPS.count) threads |\n|---|---|---|\n"
             s += "| sgemm \(l.sgemmShape.map(String.init).joined(separator: "×")) GFLOP/s | \(f(l.sgemmGFLOPS.first)) | \(f(l.sgemmGFLOPS.last)) |\n"
             if let few = l.fewRowsGFLOPS {
-                s += "| few-row kernel, 32 rows, f32 weights in cache, GFLOP/s | \(f(few.first)) | \(f(few.last)) |\n"
+                s += "| few-row kernel, a prefill chunk of rows, f32 weights in cache, GFLOP/s | \(f(few.first)) | \(f(few.last)) |\n"
                 s += "| **compute limit** (the better of the two) | \(f(l.computeGFLOPS(threads: 0))) | \(f(l.computeGFLOPS(threads: l.sgemmGFLOPS.count - 1))) |\n"
             }
             s += "| memory read GB/s: SIMD sum of 1 GiB | \(f(l.sumGBps.first)) | \(f(l.sumGBps.last)) |\n"

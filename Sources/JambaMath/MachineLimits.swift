@@ -40,23 +40,28 @@ public enum MachineLimits {
         return best
     }
 
-    /// Best-of-`repeats` GFLOP/s of our few-row kernel at its largest row count (`BLAS.fewRowsLimit`) against f32
-    /// weights that stay in cache ([512, 1024], 2 MB), split over `threads`: the arithmetic ceiling of the products
-    /// we run ourselves. Where OpenBLAS's sgemm is the slower of the two (Debian's 0.3.21 on an Intel Xeon with AMX:
-    /// 62 GFLOP/s on 2 threads, while our bf16 prefill ran at 125), a ratio against sgemm alone reads above 100%.
+    /// Best-of-`repeats` GFLOP/s of our few-row kernel at the row count prefill's chunks use (`BLAS.manyRowsChunk`,
+    /// at least `BLAS.fewRowsLimit`) against f32 weights that stay in cache ([512, 1024], 2 MB, 64-byte aligned as
+    /// loaded weights are), split over `threads`: the arithmetic ceiling of the products we run ourselves. Where
+    /// OpenBLAS's sgemm is the slower of the two (Debian's 0.3.21 on an Intel Xeon with AMX: 62 GFLOP/s on 2
+    /// threads, while our bf16 prefill ran at 125), a ratio against sgemm alone reads above 100%.
     public static func fewRowsGFLOPS(threads: Int, repeats: Int = 5) -> Double {
         let previous = BLAS.kernelThreads
         BLAS.kernelThreads = threads
         defer { BLAS.kernelThreads = previous }
-        let (m, n, k, calls) = (BLAS.fewRowsLimit, 512, 1024, 16)
-        let x = UnsafeMutablePointer<Float>.allocate(capacity: m * k), w = UnsafeMutablePointer<Float>.allocate(capacity: n * k)
-        let y = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
-        defer { x.deallocate(); w.deallocate(); y.deallocate() }
-        x.initialize(repeating: 0.5, count: m * k)
-        w.initialize(repeating: 0.25, count: n * k)
-        let best = bestNanoseconds(repeats: repeats) {
-            for _ in 0..<calls {  // y[m, n] = x[m, k] · w[n, k]ᵀ
-                BLAS.gemmFewRows(m: m, n: n, k: k, x: x, ldx: k, w: w, bf16: false, ldw: k, y: y, ldy: n)
+        let (m, n, k, calls) = (max(BLAS.fewRowsLimit, BLAS.manyRowsChunk), 512, 1024, 16)
+        let x = AlignedBuffer<Float>(repeating: 0.5, count: m * k), w = AlignedBuffer<Float>(repeating: 0.25, count: n * k)
+        var y = [Float](repeating: 0, count: m * n)
+        let best = x.withUnsafeBufferPointer { xp in
+            w.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    bestNanoseconds(repeats: repeats) {
+                        for _ in 0..<calls {  // y[m, n] = x[m, k] · w[n, k]ᵀ
+                            BLAS.gemmFewRows(m: m, n: n, k: k, x: xp.baseAddress!, ldx: k, w: wp.baseAddress!, bf16: false,
+                                             ldw: k, y: yp.baseAddress!, ldy: n)
+                        }
+                    }
+                }
             }
         }
         return 2 * Double(m * n * k * calls) / best
@@ -65,7 +70,7 @@ public enum MachineLimits {
     /// Best-of-`repeats` GB/s of summing a `bytes`-sized f32 array split over `threads` threads (plain reads,
     /// SIMD with several accumulators): the memory bandwidth decode can hope for.
     public static func memoryReadGBps(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
-        let data = [Float](repeating: 1, count: bytes / 4)
+        let data = AlignedBuffer<Float>(repeating: 1, count: bytes / 4)
         return data.withUnsafeBufferPointer { sumGBps($0, threads: threads, repeats: repeats) }
     }
 
@@ -73,7 +78,7 @@ public enum MachineLimits {
     /// over `threads`: a second read ceiling. It can beat the plain sum above, because it prefetches several
     /// 4 KiB rows ahead and so keeps more reads in flight; decode cannot stream faster than the better of the two.
     public static func streamGBps(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
-        let w = [Float](repeating: 0.5, count: bytes / 4)
+        let w = AlignedBuffer<Float>(repeating: 0.5, count: bytes / 4)
         return w.withUnsafeBufferPointer { streamGBps($0, threads: threads, repeats: repeats) }
     }
 
@@ -142,11 +147,11 @@ public enum MachineLimits {
     /// subtract `bytes`.
     public final class ReadProbe {
         public let bytes: Int
-        private let data: [Float]
+        private let data: AlignedBuffer<Float>  // aligned as loaded weights are
 
         public init(bytes: Int = 512 << 20) {
             self.bytes = bytes / 4 * 4
-            data = [Float](repeating: 0.5, count: bytes / 4)  // written, so every page is resident from here on
+            data = AlignedBuffer(repeating: 0.5, count: bytes / 4)  // written, so every page is resident from here on
         }
 
         /// The better of the SIMD sum and the few-row kernel over the buffer, each best of `repeats`, GB/s.

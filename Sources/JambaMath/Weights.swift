@@ -17,16 +17,17 @@ public enum WeightDType: String, Sendable, CaseIterable, CustomStringConvertible
 /// bf16 weights are widened to f32 inside the kernels, in registers, so products are f32 × f32 with f32
 /// accumulation: the only difference from f32 weights is the rounding of the weights themselves.
 public struct Weights: Sendable {
+    /// Rows start at 64-byte boundaries when `cols` × the element size is a multiple of 64 (see `AlignedBuffer`).
     public enum Storage: Sendable {
-        case f32([Float])
-        case bf16([UInt16])
+        case f32(AlignedBuffer<Float>)
+        case bf16(AlignedBuffer<UInt16>)
     }
 
     public let rows: Int
     public let cols: Int
     public let storage: Storage
 
-    /// Wraps f32 values (shared storage, no copy) or rounds them to bf16.
+    /// Copies f32 values to aligned storage or rounds them to bf16.
     public init(_ m: Matrix, dtype: WeightDType = .f32) {
         self.init(rows: m.rows, cols: m.cols, values: m.storage, dtype: dtype)
     }
@@ -36,8 +37,11 @@ public struct Weights: Sendable {
         self.rows = rows
         self.cols = cols
         switch dtype {
-        case .f32: storage = .f32(values)
-        case .bf16: storage = .bf16(values.map(DTypeConversion.floatToBF16))
+        case .f32: storage = .f32(AlignedBuffer(values))
+        case .bf16:
+            storage = .bf16(AlignedBuffer(count: values.count) { dst in
+                for (i, v) in values.enumerated() { dst[i] = DTypeConversion.floatToBF16(v) }
+            })
         }
     }
 
@@ -60,7 +64,16 @@ public struct Weights: Sendable {
     public func gatherRows(_ idx: [Int]) -> Matrix {
         switch storage {
         case let .f32(v):
-            return Matrix(rows: rows, cols: cols, storage: v).gatherRows(idx)
+            var out = Matrix(zeros: idx.count, cols)
+            let c = cols
+            v.withUnsafeBufferPointer { src in
+                out.storage.withUnsafeMutableBufferPointer { dst in
+                    for (i, r) in idx.enumerated() {
+                        for j in 0..<c { dst[i * c + j] = src[r * c + j] }
+                    }
+                }
+            }
+            return out
         case let .bf16(v):
             var out = Matrix(zeros: idx.count, cols)
             let c = cols
@@ -77,7 +90,7 @@ public struct Weights: Sendable {
 
     /// All values widened to f32.
     public func toMatrix() -> Matrix {
-        if case let .f32(v) = storage { return Matrix(rows: rows, cols: cols, storage: v) }
+        if case let .f32(v) = storage { return Matrix(rows: rows, cols: cols, storage: v.array) }
         return gatherRows(Array(0..<rows))
     }
 }

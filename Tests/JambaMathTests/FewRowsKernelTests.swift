@@ -136,6 +136,58 @@ final class FewRowsKernelTests: XCTestCase {
     }
 
     /// bf16 with many rows (widen + sgemm) against the few-row path on the same bf16 weights.
+    /// Loaded weights start at a cache line (the kernel's vector loads then never span two), and x rows at any
+    /// address or stride give the same floats as aligned ones (the kernel copies them to aligned rows).
+    func testAlignmentOfWeightsAndXRows() {
+        let (n, k) = (29, 1040)
+        for dtype in WeightDType.allCases {
+            let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 31)), dtype: dtype)
+            let address: Int
+            switch w.storage {
+            case let .f32(v): address = v.withUnsafeBufferPointer { Int(bitPattern: $0.baseAddress) }
+            case let .bf16(v): address = v.withUnsafeBufferPointer { Int(bitPattern: $0.baseAddress) }
+            }
+            print("[kernel] \(dtype) weights start \(address % 64) bytes past a cache line (must be 0)")
+            XCTAssertEqual(address % 64, 0)
+            if dtype == .f32 { XCTAssertEqual(w.toMatrix().storage, lcgFloats(n * k, seed: 31), "f32 weights are copied as they are") }
+            var differing = 0, compared = 0
+            for m in [1, 4, 9, 64, 70] {
+                let x = lcgFloats(m * k, seed: UInt64(300 + m))
+                let aligned = AlignedBuffer(x)
+                var yAligned = [Float](repeating: 0, count: m * n)
+                // The same rows 4 bytes past alignment, with a stride of k + 3 floats.
+                let ld = k + 3
+                var padded = [Float](repeating: .nan, count: m * ld + 1)
+                for r in 0..<m { for j in 0..<k { padded[1 + r * ld + j] = x[r * k + j] } }
+                var yOffset = [Float](repeating: 0, count: m * n)
+                let weights: UnsafeRawPointer
+                switch w.storage {
+                case let .f32(v): weights = v.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!) }
+                case let .bf16(v): weights = v.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!) }
+                }
+                withExtendedLifetime(w) {
+                    aligned.withUnsafeBufferPointer { xp in
+                        yAligned.withUnsafeMutableBufferPointer { yp in
+                            BLAS.gemmFewRows(m: m, n: n, k: k, x: xp.baseAddress!, ldx: k, w: weights, bf16: dtype == .bf16,
+                                             ldw: k, y: yp.baseAddress!, ldy: n)
+                        }
+                    }
+                    padded.withUnsafeBufferPointer { xp in
+                        yOffset.withUnsafeMutableBufferPointer { yp in
+                            BLAS.gemmFewRows(m: m, n: n, k: k, x: xp.baseAddress! + 1, ldx: ld, w: weights,
+                                             bf16: dtype == .bf16, ldw: k, y: yp.baseAddress!, ldy: n)
+                        }
+                    }
+                }
+                differing += zip(yAligned, yOffset).filter { $0 != $1 }.count
+                compared += yAligned.count
+            }
+            print("[kernel] \(dtype): elements differing between aligned and offset x rows: \(differing) of \(compared) (must be 0)")
+            XCTAssertGreaterThan(compared, 0)
+            XCTAssertEqual(differing, 0)
+        }
+    }
+
     func testBF16ManyRowsMatchesFewRows() {
         let (n, k, m) = (300, 520, 96)
         let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 5)), dtype: .bf16)
