@@ -128,12 +128,18 @@ struct Bench: ParsableCommand {
         var bench = LocalBench(model: m, experts: local.experts)
         if prefillTokens > 0 {
             let prompt = LocalBench.prompt(prefillTokens, seed: 1, vocab: m.config.vocabSize)
+            // The compute limit of these minutes, as decode's read limit below: this VM's arithmetic speed drifts too.
+            var computeLimits: [Double] = []
+            if probe != nil { computeLimits.append(computeLimitNow(config: m.config)) }
             let times = try bench.prefill(prompt, repeats: repeats)
+            if probe != nil { computeLimits.append(computeLimitNow(config: m.config)) }
             let flops = 2.0 * Double(prefillTokens) * Double(activeParams(m))
             report.add(.init(mode: "local", dtype: dtype.rawValue, scenario: "prefill\(prefillTokens)", batch: 1,
                              tokensPerSecond: Double(prefillTokens) / median(times), ttftSeconds: median(times),
-                             samples: times.map { Double(prefillTokens) / $0 }, achievedPerSecond: flops / median(times), limitKind: "flops"))
-            log("\(dtype) prefill \(prefillTokens): \(Int(Double(prefillTokens) / median(times))) tok/s")
+                             samples: times.map { Double(prefillTokens) / $0 }, achievedPerSecond: flops / median(times), limitKind: "flops",
+                             computeLimitGFLOPS: computeLimits.isEmpty ? nil : computeLimits))
+            let limits = computeLimits.isEmpty ? "" : ", compute limit before/after \(computeLimits.map { String(format: "%.0f", $0) }.joined(separator: "/")) GFLOP/s"
+            log("\(dtype) prefill \(prefillTokens): \(Int(Double(prefillTokens) / median(times))) tok/s\(limits)")
         }
 
         for b in try parseTokenList(batches, flag: "--batches") where b > 0 {
@@ -170,6 +176,14 @@ struct Bench: ParsableCommand {
     /// Parameters a prefill token multiplies through (no embedding, LM head once per prompt is ignored).
     func activeParams(_ m: JambaModel) -> Int {
         m.nonExpertParametersPerToken - m.lmHead.count + m.config.moeLayers.count * m.config.numExpertsPerTok * m.expertParameters
+    }
+
+    /// The compute limit now, GFLOP/s, with the run's threads: the better of sgemm at the limits' shape and our kernel
+    /// (each best of 3; about a second).
+    func computeLimitNow(config c: JambaConfig) -> Double {
+        let t = prefillTokens > 0 ? prefillTokens : 512
+        let sgemm = MachineLimits.sgemmGFLOPS(m: t, n: 2 * c.intermediateSize, k: c.hiddenSize, threads: BLAS.threads, repeats: 3)
+        return max(sgemm, MachineLimits.fewRowsGFLOPS(threads: BLAS.threads, repeats: 3))
     }
 
     func measureLimits(config c: JambaConfig, threads: Int) -> BenchReport.Limits {

@@ -77,6 +77,16 @@ struct BenchReport: Codable {
         /// roofline's memory parts use their mean instead of the limit measured at the end of the bench.
         var readLimitGBps: [Double]?
 
+        /// The compute limit measured just before and just after this row's runs (prefill), GFLOP/s: the better of
+        /// sgemm at the limits' shape and our kernel, each time. When present, `ofLimit` uses their mean.
+        var computeLimitGFLOPS: [Double]?
+
+        /// The compute limit this row is set against, GFLOP/s.
+        func computeLimit(_ limits: Limits, threads i: Int) -> Double {
+            if let own = computeLimitGFLOPS, !own.isEmpty { return own.reduce(0, +) / Double(own.count) }
+            return limits.computeGFLOPS(threads: i)
+        }
+
         /// The read limit this row is set against, GB/s.
         func readLimit(_ limits: Limits, threads i: Int) -> Double {
             if let own = readLimitGBps, !own.isEmpty { return own.reduce(0, +) / Double(own.count) }
@@ -125,7 +135,7 @@ struct BenchReport: Codable {
         for j in rows.indices {
             guard let a = rows[j].achievedPerSecond, let kind = rows[j].limitKind else { continue }
             let read = rows[j].readLimit(l, threads: i)
-            rows[j].ofLimit = kind == "flops" ? a / (l.computeGFLOPS(threads: i) * 1e9) : a / (read * 1e9)
+            rows[j].ofLimit = kind == "flops" ? a / (rows[j].computeLimit(l, threads: i) * 1e9) : a / (read * 1e9)
             if let parts = rows[j].parts, !parts.isEmpty, let ms = rows[j].msPerStep, ms > 0,
                let roof = Self.roofline(parts, readGBps: read, sgemmGFLOPS: l.computeGFLOPS(threads: i)) {
                 rows[j].ofRoofline = 1000 * roof.seconds / ms
@@ -162,7 +172,7 @@ struct BenchReport: Codable {
 
     func markdown() -> String {
         var s = "# JambaCluster benchmark\n\n"
-        s += "Model `\(model)`, \(threads) BLAS thread(s), \(date). Medians of the repeats; ratios are against limits measured in the same run. Decode rows are set against the memory read limit measured just before and after their own runs (\"88% of 34.1\": GB/s, the mean of the two), because this machine's bandwidth drifts within minutes; the table below is measured at the end.\n\n"
+        s += "Model `\(model)`, \(threads) BLAS thread(s), \(date). Medians of the repeats; ratios are against limits measured in the same run. Decode rows are set against the memory read limit measured just before and after their own runs (\"88% of 34.1\": GB/s, the mean of the two), and single-process prefill rows against the compute limit measured the same way (GFLOP/s), because this machine's speed drifts within minutes; the table below is measured at the end.\n\n"
         if let l = limits {
             s += "| machine limit | 1 thread | \(l.sgemmGFLOPS.count) threads |\n|---|---|---|\n"
             s += "| sgemm \(l.sgemmShape.map(String.init).joined(separator: "×")) GFLOP/s | \(f(l.sgemmGFLOPS.first)) | \(f(l.sgemmGFLOPS.last)) |\n"
@@ -181,8 +191,9 @@ struct BenchReport: Codable {
             let achieved = r.achievedPerSecond.map { r.limitKind == "flops" ? "\(f($0 / 1e9)) GFLOP/s" : "\(f($0 / 1e9)) GB/s" } ?? ""
             s += "| \(r.mode) | \(r.dtype) | \(r.scenario) | \(f(r.tokensPerSecond)) | \(f3(r.ttftSeconds)) | \(r.msPerStep.map(f) ?? "") | "
             let roof = r.ofRoofline.map { pct($0) + (r.roofBound.map { " (\($0))" } ?? "") } ?? ""
-            // A row with its own read limit shows it: "88% of 34.1" (GB/s, the mean of before and after its runs).
-            let own = r.readLimitGBps.flatMap { $0.isEmpty ? nil : $0.reduce(0, +) / Double($0.count) }
+            // A row with its own limit shows it: "88% of 34.1" (GB/s or GFLOP/s, the mean of before and after its runs).
+            let own = (r.limitKind == "flops" ? r.computeLimitGFLOPS : r.readLimitGBps)
+                .flatMap { $0.isEmpty ? nil : $0.reduce(0, +) / Double($0.count) }
             let ofLimit = r.ofLimit.map { pct($0) + (own.map { " of \(f($0))" } ?? "") } ?? ""
             s += "\(r.bytesPerStep.map { f($0 / 1e6) } ?? "") | \(achieved) | \(ofLimit) | \(roof) | "
             s += "\(r.encodeShare.map(pct) ?? "")\(r.planShare.map { " (" + pct($0) + ")" } ?? "") | \(r.waitShare.map(pct) ?? "") | \(r.decodeShare.map(pct) ?? "") |\n"
