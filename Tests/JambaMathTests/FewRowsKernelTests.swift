@@ -27,6 +27,27 @@ final class FewRowsKernelTests: XCTestCase {
 
     /// All row counts 1…40 (the few-row limit is 32 with AVX-512, 8 without, so both sides of it), odd n and k
     /// (masked tails, column tiles that do not divide n), each kernel level this CPU has, f32 and bf16.
+    /// The floats of x · wᵀ, plain and with the sum split at k0, that differ between each kernel setting (`apply`)
+    /// and the baseline one, and how many were compared.
+    func floatsDiffering<S>(_ x: Matrix, _ w: Weights, splitAt k0: Int, baseline: () -> Void, settings: [S],
+                            apply: (S) -> Void) -> (differing: Int, compared: Int) {
+        baseline()
+        var plain = Matrix(zeros: 0, w.rows), split = Matrix(zeros: 0, w.rows), tmp = Matrix(zeros: 0, w.rows)
+        BLAS.linear(x, w, into: &plain)
+        BLAS.linearSplit(x, w, splitAt: k0, into: &split, tmp: &tmp)
+        var differing = 0, compared = 0
+        for setting in settings {
+            apply(setting)
+            var y = Matrix(zeros: 0, w.rows), ys = Matrix(zeros: 0, w.rows)
+            BLAS.linear(x, w, into: &y)
+            BLAS.linearSplit(x, w, splitAt: k0, into: &ys, tmp: &tmp)
+            differing += zip(y.storage, plain.storage).filter { $0 != $1 }.count
+            differing += zip(ys.storage, split.storage).filter { $0 != $1 }.count
+            compared += 2 * y.storage.count
+        }
+        return (differing, compared)
+    }
+
     func testAllLevelsAndDTypesAgainstFloat64() {
         let best = BLAS.fewRowsLevel
         print("[kernel] few-row kernel levels on this CPU: 0...\(best) (2 = AVX-512, 1 = AVX2, 0 = C)")
@@ -81,21 +102,11 @@ final class FewRowsKernelTests: XCTestCase {
             var compared = 0, differing = 0
             for m in [1, 2, 3, 4, 5, 7, 8, 13, 32] {
                 let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: UInt64(100 + m)))
-                BLAS.setFewRowsTile(rowBlock: nil, columns: nil)
-                var plain = Matrix(zeros: 0, n), split = Matrix(zeros: 0, n), tmp = Matrix(zeros: 0, n)
-                BLAS.linear(x, w, into: &plain)
-                BLAS.linearSplit(x, w, splitAt: k0, into: &split, tmp: &tmp)
-                for rb in 1...4 {
-                    for c in [1, 2, 3, 4, 6] {
-                        BLAS.setFewRowsTile(rowBlock: rb, columns: c)
-                        var y = Matrix(zeros: 0, n), ys = Matrix(zeros: 0, n)
-                        BLAS.linear(x, w, into: &y)
-                        BLAS.linearSplit(x, w, splitAt: k0, into: &ys, tmp: &tmp)
-                        differing += zip(y.storage, plain.storage).filter { $0 != $1 }.count
-                        differing += zip(ys.storage, split.storage).filter { $0 != $1 }.count
-                        compared += 2 * y.storage.count
-                    }
-                }
+                let tiles = (1...4).flatMap { rb in [1, 2, 3, 4, 6].map { (rb, $0) } }
+                let d = floatsDiffering(x, w, splitAt: k0, baseline: { BLAS.setFewRowsTile(rowBlock: nil, columns: nil) },
+                                        settings: tiles) { BLAS.setFewRowsTile(rowBlock: $0.0, columns: $0.1) }
+                differing += d.differing
+                compared += d.compared
             }
             print("[kernel] \(dtype): elements differing between forced tiles (1–4 rows × 1–6 columns) and the plan: \(differing) of \(compared) (must be 0)")
             XCTAssertGreaterThan(compared, 0)
@@ -115,19 +126,10 @@ final class FewRowsKernelTests: XCTestCase {
             var compared = 0, differing = 0
             for m in [3, 5, 8, 33, 70] {
                 let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: UInt64(200 + m)))
-                BLAS.setFewRowsKBlock(0)
-                var plain = Matrix(zeros: 0, n), split = Matrix(zeros: 0, n), tmp = Matrix(zeros: 0, n)
-                BLAS.linear(x, w, into: &plain)
-                BLAS.linearSplit(x, w, splitAt: k0, into: &split, tmp: &tmp)
-                for kBlock in [nil, 16, 112, 1024] as [Int?] {
-                    BLAS.setFewRowsKBlock(kBlock)
-                    var y = Matrix(zeros: 0, n), ys = Matrix(zeros: 0, n)
-                    BLAS.linear(x, w, into: &y)
-                    BLAS.linearSplit(x, w, splitAt: k0, into: &ys, tmp: &tmp)
-                    differing += zip(y.storage, plain.storage).filter { $0 != $1 }.count
-                    differing += zip(ys.storage, split.storage).filter { $0 != $1 }.count
-                    compared += 2 * y.storage.count
-                }
+                let d = floatsDiffering(x, w, splitAt: k0, baseline: { BLAS.setFewRowsKBlock(0) },
+                                        settings: [nil, 16, 112, 1024] as [Int?]) { BLAS.setFewRowsKBlock($0) }
+                differing += d.differing
+                compared += d.compared
             }
             print("[kernel] \(dtype): elements differing between k blocks (the plan, 16, 112, 1024) and one pass: \(differing) of \(compared) (must be 0)")
             XCTAssertGreaterThan(compared, 0)
@@ -135,7 +137,6 @@ final class FewRowsKernelTests: XCTestCase {
         }
     }
 
-    /// bf16 with many rows (widen + sgemm) against the few-row path on the same bf16 weights.
     /// Loaded weights start at a cache line (the kernel's vector loads then never span two), and x rows at any
     /// address or stride give the same floats as aligned ones (the kernel copies them to aligned rows).
     func testAlignmentOfWeightsAndXRows() {
@@ -188,6 +189,7 @@ final class FewRowsKernelTests: XCTestCase {
         }
     }
 
+    /// bf16 with many rows (widen + sgemm) against the few-row path on the same bf16 weights.
     func testBF16ManyRowsMatchesFewRows() {
         let (n, k, m) = (300, 520, 96)
         let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 5)), dtype: .bf16)
