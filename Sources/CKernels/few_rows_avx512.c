@@ -184,34 +184,12 @@ JC_AVX512 static JC_INLINE void gemm_rows_avx512(const int bf, int m, int n0, in
     }
 }
 
-/* x rows copied to 64-byte boundaries, one buffer a thread, grown as needed and kept: a large Swift array's
-   elements start 48 bytes past a boundary (glibc's 16-byte mmap chunk header, then the array's 32), so that
-   every 16-float load of x would span two cache lines. End to end this copy made f32 prefill 4% faster
-   (bench/kernels.md §9). The copy is m·k floats against m·(n1 − n0)·k multiply-adds. */
-static _Thread_local float *packed_x;
-static _Thread_local size_t packed_cap;
-
-static const float *aligned_rows(int m, int k, const float *x, int *ldx) {
-    if (((uintptr_t)x % 64 == 0 && (size_t)*ldx * 4 % 64 == 0) || m <= 0 || k <= 0) return x;
-    const size_t ld = ((size_t)k + 15) / 16 * 16, need = ld * (size_t)m;
-    if (need > packed_cap) {
-        float *p = aligned_alloc(64, need * 4);
-        if (!p) return x;  // unaligned loads give the same floats, only slower
-        free(packed_x);
-        packed_x = p;
-        packed_cap = need;
-    }
-    for (int r = 0; r < m; r++) memcpy(packed_x + (size_t)r * ld, x + (size_t)r * *ldx, (size_t)k * 4);
-    *ldx = (int)ld;
-    return packed_x;
-}
-
 JC_AVX512 static JC_INLINE void gemm_few_rows_avx512(const int bf, int m, int n0, int n1, int k0, int k, const float *x,
                                                      int ldx, const void *w, int ldw, float *y, int ldy) {
     for (int r = 0; r < m; r += JC_KB_ROWS) {
         const int rows = m - r < JC_KB_ROWS ? m - r : JC_KB_ROWS;
         int ld = ldx;
-        const float *xa = aligned_rows(rows, k, x + (size_t)r * ldx, &ld);
+        const float *xa = jc_aligned_rows(rows, k, x + (size_t)r * ldx, &ld);
         gemm_rows_avx512(bf, rows, n0, n1, k0, k, xa, ld, w, ldw, y + (size_t)r * ldy, ldy);
     }
 }

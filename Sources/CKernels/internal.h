@@ -28,6 +28,12 @@ static inline const void *w_row(const int bf, const void *w, size_t i) {
 
 static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
 
+/* kernels.c: x rows (m × k, stride *ldx) at 64-byte boundaries: x itself when it is aligned, else a copy in this
+   thread's buffer (valid until the thread's next call), *ldx set to its stride. A large Swift array's elements
+   start 48 bytes past a boundary (glibc's 16-byte mmap chunk header, then the array's 32), so every 16-float load
+   of x would span two cache lines; end to end the copy made f32 prefill faster (bench/kernels.md §9). */
+const float *jc_aligned_rows(int m, int k, const float *x, int *ldx);
+
 #if JC_X86
 /* exp for 8 floats: n = round(x·log2 e); r = x − n·ln 2 (two-part constant); e^r by a degree-6 polynomial;
    scale by 2^n through the exponent bits. Max relative error ≈ 2 ulp over the clamped range, like Cephes' expf. */

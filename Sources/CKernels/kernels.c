@@ -1,6 +1,7 @@
 // kernels.c: AVX2+FMA kernels selected at run time, with portable C fallbacks for other CPUs.
 #include "internal.h"
 #include <math.h>
+#include <stdlib.h>
 
 int jc_has_avx2(void) {
 #if JC_X86
@@ -279,4 +280,23 @@ void jc_swiglu(int count, const float *g, const float *u, float *h) {
     if (jc_has_avx2()) { swiglu_avx2(count, g, u, h); return; }
 #endif
     for (int i = 0; i < count; i++) h[i] = silu1(g[i]) * u[i];
+}
+
+/* x rows copied to 64-byte boundaries (see internal.h), one buffer a thread, grown as needed and kept. */
+static _Thread_local float *packed_x;
+static _Thread_local size_t packed_cap;
+
+const float *jc_aligned_rows(int m, int k, const float *x, int *ldx) {
+    if (((uintptr_t)x % 64 == 0 && (size_t)*ldx * 4 % 64 == 0) || m <= 0 || k <= 0) return x;
+    const size_t ld = ((size_t)k + 15) / 16 * 16, need = ld * (size_t)m;
+    if (need > packed_cap) {
+        float *p = aligned_alloc(64, need * 4);
+        if (!p) return x;  // unaligned loads give the same floats, only slower
+        free(packed_x);
+        packed_x = p;
+        packed_cap = need;
+    }
+    for (int r = 0; r < m; r++) memcpy(packed_x + (size_t)r * ld, x + (size_t)r * *ldx, (size_t)k * 4);
+    *ldx = (int)ld;
+    return packed_x;
 }
