@@ -4,8 +4,8 @@
 ///
 /// Why not `[Float]`: a large Swift array's elements start 48 bytes past a cache line (glibc's mmap'd chunk
 /// header is 16 bytes, the array's own header 32), so every 16-float vector the kernels load from a weight row
-/// spans two cache lines. Aligned weights made f32 prefill 7% faster end to end, and the kernel's aligned copy of
-/// x rows 4% more (bench/kernels.md §9).
+/// spans two cache lines. Aligned weights made f32 prefill 7% faster end to end, and an aligned copy of the x rows
+/// (`jc_aligned_rows`, once a product) 7–11% more (bench/kernels.md §9).
 ///
 /// Written once, in `init`, and never again, so sharing it between threads is safe.
 public final class AlignedBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
