@@ -27,25 +27,34 @@ final class FewRowsKernelTests: XCTestCase {
 
     /// All row counts 1…40 (the few-row limit is 32 with AVX-512, 8 without, so both sides of it), odd n and k
     /// (masked tails, column tiles that do not divide n), each kernel level this CPU has, f32 and bf16.
-    /// The floats of x · wᵀ, plain and with the sum split at k0, that differ between each kernel setting (`apply`)
-    /// and the baseline one, and how many were compared.
-    func floatsDiffering<S>(_ x: Matrix, _ w: Weights, splitAt k0: Int, baseline: () -> Void, settings: [S],
-                            apply: (S) -> Void) -> (differing: Int, compared: Int) {
-        baseline()
-        var plain = Matrix(zeros: 0, w.rows), split = Matrix(zeros: 0, w.rows), tmp = Matrix(zeros: 0, w.rows)
-        BLAS.linear(x, w, into: &plain)
-        BLAS.linearSplit(x, w, splitAt: k0, into: &split, tmp: &tmp)
-        var differing = 0, compared = 0
-        for setting in settings {
-            apply(setting)
-            var y = Matrix(zeros: 0, w.rows), ys = Matrix(zeros: 0, w.rows)
-            BLAS.linear(x, w, into: &y)
-            BLAS.linearSplit(x, w, splitAt: k0, into: &ys, tmp: &tmp)
-            differing += zip(y.storage, plain.storage).filter { $0 != $1 }.count
-            differing += zip(ys.storage, split.storage).filter { $0 != $1 }.count
-            compared += 2 * y.storage.count
+    /// For f32 and bf16 weights [n, k] and x of each row count, x · wᵀ, plain and with the sum split at k0, must
+    /// give the same floats under every kernel setting (`apply`) as under the baseline one.
+    func assertSettingsGiveTheSameFloats<S>(_ what: String, n: Int, k: Int, k0: Int, rows: [Int], seed: UInt64,
+                                            baseline: () -> Void, settings: [S], apply: (S) -> Void,
+                                            line: UInt = #line) {
+        for dtype in WeightDType.allCases {
+            let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: seed)), dtype: dtype)
+            var differing = 0, compared = 0
+            for (i, m) in rows.enumerated() {
+                let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: seed * 100 + UInt64(i)))
+                baseline()
+                var plain = Matrix(zeros: 0, n), split = Matrix(zeros: 0, n), tmp = Matrix(zeros: 0, n)
+                BLAS.linear(x, w, into: &plain)
+                BLAS.linearSplit(x, w, splitAt: k0, into: &split, tmp: &tmp)
+                for setting in settings {
+                    apply(setting)
+                    var y = Matrix(zeros: 0, n), ys = Matrix(zeros: 0, n)
+                    BLAS.linear(x, w, into: &y)
+                    BLAS.linearSplit(x, w, splitAt: k0, into: &ys, tmp: &tmp)
+                    differing += zip(y.storage, plain.storage).filter { $0 != $1 }.count
+                    differing += zip(ys.storage, split.storage).filter { $0 != $1 }.count
+                    compared += 2 * y.storage.count
+                }
+            }
+            print("[kernel] \(dtype): elements differing between \(what): \(differing) of \(compared) (must be 0)")
+            XCTAssertGreaterThan(compared, 0, line: line)
+            XCTAssertEqual(differing, 0, "\(dtype): \(what)", line: line)
         }
-        return (differing, compared)
     }
 
     func testAllLevelsAndDTypesAgainstFloat64() {
@@ -96,22 +105,11 @@ final class FewRowsKernelTests: XCTestCase {
     /// plan would change results and break the slices' bit-identity with the whole expert.
     func testEveryRegisterTileGivesTheSameFloats() {
         print("[kernel] kernel level \(BLAS.fewRowsLevel) (the forced tiles take effect at 2, AVX-512)")
-        let (n, k, k0) = (61, 300, 112)
-        for dtype in WeightDType.allCases {
-            let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 9)), dtype: dtype)
-            var compared = 0, differing = 0
-            for m in [1, 2, 3, 4, 5, 7, 8, 13, 32] {
-                let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: UInt64(100 + m)))
-                let tiles = (1...4).flatMap { rb in [1, 2, 3, 4, 6].map { (rb, $0) } }
-                let d = floatsDiffering(x, w, splitAt: k0, baseline: { BLAS.setFewRowsTile(rowBlock: nil, columns: nil) },
+        let tiles = (1...4).flatMap { rb in [1, 2, 3, 4, 6].map { (rb, $0) } }
+        assertSettingsGiveTheSameFloats("forced tiles (1–4 rows × 1–6 columns) and the plan", n: 61, k: 300, k0: 112,
+                                        rows: [1, 2, 3, 4, 5, 7, 8, 13, 32], seed: 9,
+                                        baseline: { BLAS.setFewRowsTile(rowBlock: nil, columns: nil) },
                                         settings: tiles) { BLAS.setFewRowsTile(rowBlock: $0.0, columns: $0.1) }
-                differing += d.differing
-                compared += d.compared
-            }
-            print("[kernel] \(dtype): elements differing between forced tiles (1–4 rows × 1–6 columns) and the plan: \(differing) of \(compared) (must be 0)")
-            XCTAssertGreaterThan(compared, 0)
-            XCTAssertEqual(differing, 0)
-        }
     }
 
     /// Long sums are taken in k blocks, each row block's 16-lane partial sums kept between blocks: the same floats
@@ -120,21 +118,9 @@ final class FewRowsKernelTests: XCTestCase {
     /// 4 × 6 tile) must cut k = 2816, the experts' down projection.
     func testKBlocksGiveTheSameFloats() {
         print("[kernel] kernel level \(BLAS.fewRowsLevel) (the k blocks take effect at 2, AVX-512)")
-        let (n, k, k0) = (37, 2816, 1408)
-        for dtype in WeightDType.allCases {
-            let w = Weights(Matrix(rows: n, cols: k, storage: lcgFloats(n * k, seed: 21)), dtype: dtype)
-            var compared = 0, differing = 0
-            for m in [3, 5, 8, 33, 70] {
-                let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: UInt64(200 + m)))
-                let d = floatsDiffering(x, w, splitAt: k0, baseline: { BLAS.setFewRowsKBlock(0) },
+        assertSettingsGiveTheSameFloats("k blocks (the plan, 16, 112, 1024) and one pass", n: 37, k: 2816, k0: 1408,
+                                        rows: [3, 5, 8, 33, 70], seed: 21, baseline: { BLAS.setFewRowsKBlock(0) },
                                         settings: [nil, 16, 112, 1024] as [Int?]) { BLAS.setFewRowsKBlock($0) }
-                differing += d.differing
-                compared += d.compared
-            }
-            print("[kernel] \(dtype): elements differing between k blocks (the plan, 16, 112, 1024) and one pass: \(differing) of \(compared) (must be 0)")
-            XCTAssertGreaterThan(compared, 0)
-            XCTAssertEqual(differing, 0)
-        }
     }
 
     /// Loaded weights start at a cache line (the kernel's vector loads then never span two), and x rows at any

@@ -10,16 +10,11 @@
 // (371 MB, far beyond the 32 MB L3), each product a pool job as in the engine. Medians are not taken: it prints 5
 // rounds, each alternating the step and the single product, since this VM's bandwidth drifts within minutes.
 #include "ckernels.h"
+#include "bench_util.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 typedef struct {
     int n, k, k0;  /* w [n, k]; k0 > 0: the sum split there (an expert's down_proj over its two slices) */

@@ -8,16 +8,11 @@
 // weights read from memory (224 MB f32 in all, so nothing stays in cache). The tiles are interleaved round by
 // round and the median of 9 rounds printed, since this VM's memory bandwidth drifts within minutes.
 #include "ckernels.h"
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static int by_value(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;

@@ -8,17 +8,12 @@
 // chunks of 32 with the weights in bf16. Shapes: an expert's gate-up and down at the rows a 512-token prefill
 // gives it (~128), a dense layer's at 512 rows, Mamba's in_proj, out_proj, x_proj and dt_proj.
 #include "ckernels.h"
+#include "bench_util.h"
 #include <cblas.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void chunked(int chunk, int m, int n, int k, const float *x, const void *w, int bf16, float *y) {
     for (int r = 0; r < m; r += chunk) {
@@ -35,12 +30,11 @@ int main(void) {
     printf("GFLOP/s, 2 threads, best of 5\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-        const size_t wn = (size_t)n * k * copies;
-        float *w = malloc(sizeof(float) * wn), *x = malloc(sizeof(float) * m * k), *y = malloc(sizeof(float) * m * n);
-        uint16_t *wb = malloc(sizeof(uint16_t) * wn);
-        if (!w || !x || !y || !wb) { fprintf(stderr, "out of memory\n"); return 1; }
-        for (size_t i = 0; i < wn; i++) { w[i] = (float)(i % 7) * 0.01f; wb[i] = (uint16_t)(0x3c00 + i % 7); }
-        for (int i = 0; i < m * k; i++) x[i] = (float)(i % 5) * 0.1f;
+        operands o;
+        if (!operands_alloc(&o, m, n, k, copies)) return 1;
+        const float *w = o.w, *x = o.x;
+        const uint16_t *wb = o.wb;
+        float *y = o.y;
         double best[5] = {1e9, 1e9, 1e9, 1e9, 1e9};
         for (int r = 0; r < 5; r++) {
             double t0 = now();
@@ -62,7 +56,7 @@ int main(void) {
         const double f = 2.0 * m * n * k / 1e9;
         printf("%4d x %5d x %5d: sgemm %5.1f | few-row chunks of 16 %5.1f, 32 %5.1f, 64 %5.1f | bf16 chunks of 32 %5.1f\n", m, n, k,
                f / best[0], f / best[1], f / best[2], f / best[3], f / best[4]);
-        free(w); free(wb); free(x); free(y);
+        operands_free(&o);
     }
     return 0;
 }

@@ -11,17 +11,12 @@
 // With the argument `align`: the weights and x at 64-byte boundaries or 48 bytes past one (where a large Swift
 // array's elements start: glibc's mmap'd chunk header is 16 bytes, the array header 32), each of the four ways.
 #include "ckernels.h"
+#include "bench_util.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* Seconds for one product in chunks of `chunk` rows, over `copies` weight copies in turn (weights from memory). */
 static double product_time(int chunk, int m, int n, int k, const float *x, const void *w, int bf16, int copies, float *y) {
@@ -44,12 +39,11 @@ static int kblocks(void) {
     printf("GFLOP/s, 2 threads, best of 9 alternated rounds, the plan's tile; kKB/C: k blocks of KB (0: none, -1: the plan), chunks of C rows\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-        const size_t wn = (size_t)n * k * copies;
-        float *w = malloc(sizeof(float) * wn), *x = malloc(sizeof(float) * m * k), *y = malloc(sizeof(float) * m * n);
-        uint16_t *wb = malloc(sizeof(uint16_t) * wn);
-        if (!w || !x || !y || !wb) { fprintf(stderr, "out of memory\n"); return 1; }
-        for (size_t i = 0; i < wn; i++) { w[i] = (float)(i % 7) * 0.01f; wb[i] = (uint16_t)(0x3c00 + i % 7); }
-        for (int i = 0; i < m * k; i++) x[i] = (float)(i % 5) * 0.1f;
+        operands o;
+        if (!operands_alloc(&o, m, n, k, copies)) return 1;
+        const float *w = o.w, *x = o.x;
+        const uint16_t *wb = o.wb;
+        float *y = o.y;
         for (int bf = 0; bf <= 1; bf++) {
             double best[nv];
             for (int v = 0; v < nv; v++) best[v] = 1e9;
@@ -66,7 +60,7 @@ static int kblocks(void) {
             fflush(stdout);
         }
         jc_set_few_rows_kblock(-1);
-        free(w); free(x); free(y); free(wb);
+        operands_free(&o);
     }
     return 0;
 }
@@ -129,11 +123,10 @@ int main(int argc, char **argv) {
     printf("GFLOP/s, 2 threads, best of 5, f32 weights\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], chunk = k <= 1024 ? 64 : 32;
-        const size_t wn = (size_t)n * k * copies;
-        float *w = malloc(sizeof(float) * wn), *x = malloc(sizeof(float) * m * k), *y = malloc(sizeof(float) * m * n);
-        if (!w || !x || !y) { fprintf(stderr, "out of memory\n"); return 1; }
-        for (size_t i = 0; i < wn; i++) w[i] = (float)(i % 7) * 0.01f;
-        for (int i = 0; i < m * k; i++) x[i] = (float)(i % 5) * 0.1f;
+        operands o;
+        if (!operands_alloc(&o, m, n, k, copies)) return 1;
+        const float *w = o.w, *x = o.x;
+        float *y = o.y;
         printf("%4d x %5d x %5d:", m, n, k);
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++) {
             jc_set_few_rows_tile(tiles[t][0], tiles[t][1]);
@@ -150,7 +143,7 @@ int main(int argc, char **argv) {
             printf(" %dx%d %5.1f", tiles[t][0], tiles[t][1], 2.0 * m * n * k / 1e9 / best);
         }
         printf("\n");
-        free(w); free(x); free(y);
+        operands_free(&o);
     }
     return 0;
 }
