@@ -180,6 +180,11 @@ void jc_scan_channels(int c0, int c1, int tokens, int n, const float *dt, int ld
 #if JC_X86
     // Whole groups of 8 from c0 (a multiple of 8: jc_scan_segment_mt's chunks), so which kernel a channel gets
     // does not depend on how the channels were split between threads.
+    // On AVX-512, whole groups of 16 first (scan_avx512.c; a lane gives the same floats as one of 8 here).
+    if (jc_few_rows_level() == 2 && tokens >= JC_SCAN_BLOCK_MIN_TOKENS) {
+        c0 = jc_scan_blocks_avx512(c0, c1, tokens, n, dt, ld_dt, u, ld_u, z, ld_z, a, bc, ld_bc, d, h, y, ld_y);
+        if (c0 == c1) return;
+    }
     const int c8 = c0 + (c1 - c0) / 8 * 8;
     if (jc_has_avx2() && tokens >= JC_SCAN_BLOCK_MIN_TOKENS && n <= SCAN_MAX_STATE && c8 > c0) {
         scan_blocks_avx2(c0, c8, tokens, n, dt, ld_dt, u, ld_u, z, ld_z, a, bc, ld_bc, d, h, y, ld_y);

@@ -105,4 +105,32 @@ final class KernelTests: XCTestCase {
             XCTAssertLessThanOrEqual(worst, 1e-5, "\(tokens) tokens, \(di) channels, state \(n)")
         }
     }
+
+    /// On AVX-512, a prompt's scan runs 16 channels per vector (scan_avx512.c); each lane must give the floats the
+    /// 8-channel AVX2 blocks give, so a channel's result does not depend on which kernel or split it got.
+    func testScanSixteenAndEightChannelBlocksGiveTheSameFloats() {
+        let (threads, level) = (BLAS.kernelThreads, BLAS.fewRowsLevel)
+        defer { BLAS.kernelThreads = threads; BLAS.setFewRowsLevel(level) }
+        BLAS.kernelThreads = 2
+        for (tokens, di, n) in [(37, 312, 16), (20, 48, 7), (5, 128, 32)] {
+            let dt = lcgFloats(tokens * di, seed: 51).map { abs($0) * 0.5 }, u = lcgFloats(tokens * di, seed: 52)
+            let z = lcgFloats(tokens * di, seed: 53), a = lcgFloats(di * n, seed: 54).map { -abs($0) * 4 }
+            let bc = lcgFloats(tokens * 2 * n, seed: 55), d = lcgFloats(di, seed: 56), h0 = lcgFloats(di * n, seed: 57)
+            func scan(level: Int) -> [Float] {
+                BLAS.setFewRowsLevel(level)
+                var h = h0, y = [Float](repeating: 0, count: tokens * di)
+                h.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in
+                    Kernels.scanSegment(tokens: tokens, channels: di, state: n, dt: dt, ldDt: di, u: u, ldU: di, z: z,
+                                        ldZ: di, a: a, bc: bc, ldBC: 2 * n, d: d, h: hp.baseAddress!, y: yp.baseAddress!, ldY: di)
+                } }
+                return h + y
+            }
+            let wide = scan(level: 2)
+            let wideLevel = BLAS.fewRowsLevel
+            let narrow = scan(level: 1)
+            let differing = zip(wide, narrow).filter { $0.bitPattern != $1.bitPattern }.count
+            print("[kernel] scan \(tokens) tokens × \(di) channels, state \(n), kernel level \(wideLevel == 2 ? "2 (AVX-512)" : "\(wideLevel) (no AVX-512 here: both runs take one kernel)") against 1: \(differing) of \(wide.count) state and output values differ (must be 0)")
+            XCTAssertEqual(differing, 0, "\(tokens) tokens, \(di) channels, state \(n)")
+        }
+    }
 }
