@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "JambaMathTests", dependencies: ["JambaMath"]),
+        .testTarget(name: "JambaMathTests", dependencies: ["JambaMath", "CKernels"]),
         .testTarget(name: "JambaLoaderTests", dependencies: ["JambaLoader", "JambaMath"]),
         .testTarget(name: "JambaModelTests", dependencies: ["JambaModel", "JambaLoader", "JambaMath"]),
         .testTarget(name: "JambaTokenizerTests", dependencies: ["JambaTokenizer"]),

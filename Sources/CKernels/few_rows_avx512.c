@@ -9,7 +9,6 @@
    are (16-lane partial sums over k, then one reduction), so how rows or columns are split between calls or
    threads never changes a result. */
 #if JC_X86
-#define JC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
 
 int jc_has_avx512(void) {
     static int cached = -1;

@@ -3,6 +3,7 @@
 #define JC_INTERNAL_H
 #include "ckernels.h"
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -53,6 +54,29 @@ JC_AVX2 static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* AVX-512 code (few_rows_avx512.c, scan_avx512.c, nn_avx512.c) is compiled for it and run only when
+   jc_few_rows_level() is 2. */
+#define JC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+
+/* exp8 on 16 lanes: the same clamp, rounding, two-part reduction, polynomial and scaling, so a lane gives exp8's
+   float. */
+JC_AVX512 static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
 JC_AVX2 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -66,6 +90,48 @@ void jc_few_rows_avx512_f32(int m, int n0, int n1, int k0, int k, const float *x
 void jc_few_rows_avx512_bf16(int m, int n0, int n1, int k0, int k, const float *x, int ldx, const void *w, int ldw,
                              float *y, int ldy);
 #endif
+
+/* pool.c's work sharing. A job's range is handed out in chunks from a shared counter rather than in fixed parts: a
+   thread that loses its core for a while (to another process on the same cores, or an I/O thread) then costs the
+   call only its current chunk, because the others take the rest. */
+typedef struct {
+    _Atomic int next;
+    int count, chunk, nchunks;
+} jc_chunks;
+
+/* [0, count) in about `want` chunks of a multiple of `align`. */
+static inline void jc_chunks_init(jc_chunks *c, int count, int want, int align) {
+    if (want < 1) want = 1;
+    c->count = count;
+    c->chunk = ((count + want - 1) / want + align - 1) / align * align;
+    if (c->chunk < align) c->chunk = align;
+    c->nchunks = (count + c->chunk - 1) / c->chunk;
+    atomic_init(&c->next, 0);
+}
+
+/* The next chunk [lo, hi); 0 when none is left. */
+static inline int jc_chunks_take(jc_chunks *c, int *lo, int *hi) {
+    const int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+    if (i >= c->nchunks) return 0;
+    *lo = i * c->chunk;
+    *hi = *lo + c->chunk < c->count ? *lo + c->chunk : c->count;
+    return 1;
+}
+
+/* A job of ranges for jc_pool_run(n, jc_range_part, &job): every participant calls fn(ctx, lo, hi) on chunks taken
+   from `work` until none is left. */
+typedef struct {
+    jc_chunks work;
+    void (*fn)(void *ctx, int lo, int hi);
+    void *ctx;
+} jc_range_job;
+
+static inline void jc_range_part(void *ctx, int p) {
+    (void)p;
+    jc_range_job *j = (jc_range_job *)ctx;
+    int lo, hi;
+    while (jc_chunks_take(&j->work, &lo, &hi)) j->fn(j->ctx, lo, hi);
+}
 
 /* scan.c: the selective scan of jc_scan_segment_mt for channels [c0, c1) over all `tokens` (c0 a multiple of 8).
    From JC_SCAN_BLOCK_MIN_TOKENS tokens on, 8 channels per vector with the state transposed (see scan.c). */

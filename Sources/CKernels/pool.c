@@ -172,52 +172,6 @@ void jc_pool_prewake(void) {
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* The few-row product split over output columns. */
 
-/* Work handed out in chunks from a shared counter rather than in fixed parts: a thread that loses its core for a
-   while (to another process on the same cores, or an I/O thread) then costs the call only its current chunk,
-   because the others take the rest. */
-typedef struct {
-    _Atomic int next;
-    int count, chunk, nchunks;
-} chunks;
-
-/* [0, count) in about `want` chunks of a multiple of `align`. */
-static void chunks_init_n(chunks *c, int count, int want, int align) {
-    if (want < 1) want = 1;
-    c->count = count;
-    c->chunk = ((count + want - 1) / want + align - 1) / align * align;
-    if (c->chunk < align) c->chunk = align;
-    c->nchunks = (count + c->chunk - 1) / c->chunk;
-    atomic_init(&c->next, 0);
-}
-
-/* JC_CHUNKS_PER_THREAD chunks per thread (one chunk for one thread). */
-static void chunks_init(chunks *c, int count, int nparts, int align) {
-    chunks_init_n(c, count, nparts <= 1 ? 1 : JC_CHUNKS_PER_THREAD * nparts, align);
-}
-
-/* The next chunk [lo, hi); 0 when none is left. */
-static int chunks_take(chunks *c, int *lo, int *hi) {
-    const int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
-    if (i >= c->nchunks) return 0;
-    *lo = i * c->chunk;
-    *hi = *lo + c->chunk < c->count ? *lo + c->chunk : c->count;
-    return 1;
-}
-
-/* A job of ranges: every participant calls fn(ctx, lo, hi) on chunks taken from `work` until none is left. */
-typedef struct {
-    chunks work;
-    void (*fn)(void *ctx, int lo, int hi);
-    void *ctx;
-} range_job;
-
-static void range_part(void *ctx, int p) {
-    (void)p;
-    range_job *j = (range_job *)ctx;
-    int lo, hi;
-    while (chunks_take(&j->work, &lo, &hi)) j->fn(j->ctx, lo, hi);
-}
-
 typedef struct {
     int m, k, ldx, ldw, ldy, bf16, k0;  /* k0 > 0: the sum split at k0 (jc_gemm_few_rows_split) */
     const float *x;
@@ -251,10 +205,10 @@ void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const f
     few_rows_job f = {m, k, ldx, ldw, ldy, bf16, k0 > 0 && k0 < k ? k0 : 0, x, w, y, tmp};
     int nparts = threads < 1 ? 1 : threads;
     if (nparts > JC_POOL_MAX + 1) nparts = JC_POOL_MAX + 1;
-    range_job j = {.fn = few_rows_range, .ctx = &f};
+    jc_range_job j = {.fn = few_rows_range, .ctx = &f};
     /* Chunks are a multiple of 12 weight rows (every kernel tile width, 1–4 or 6, divides it). */
-    chunks_init(&j.work, n, nparts, 12);
-    jc_pool_run(nparts, range_part, &j);
+    jc_chunks_init(&j.work, n, nparts <= 1 ? 1 : JC_CHUNKS_PER_THREAD * nparts, 12);
+    jc_pool_run(nparts, jc_range_part, &j);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
@@ -278,7 +232,7 @@ void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const floa
                         const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
                         float *y, int ld_y) {
     scan_job sj = {tokens, n, ld_dt, ld_u, ld_z, ld_bc, ld_y, dt, u, z, a, bc, d, h, y};
-    range_job j = {.fn = scan_range, .ctx = &sj};
+    jc_range_job j = {.fn = scan_range, .ctx = &sj};
     int nparts = threads < 1 ? 1 : threads;
     /* Below ~16 K state updates (a few µs) the hand-off costs more than it saves. */
     if ((long)tokens * channels * n < (1L << 14)) nparts = 1;
@@ -286,9 +240,9 @@ void jc_scan_segment_mt(int threads, int tokens, int channels, int n, const floa
     /* Chunks of whole 8-channel vectors; each channel's state evolves on its own, so a chunk runs all tokens for
        its channels and the result does not depend on who runs it. Over a prompt, 8 chunks per thread rather than
        16: scan.c's blocks of 128 channels scan faster than blocks of 64 (10.1 against 13.5 ns a token and channel). */
-    if (tokens >= JC_SCAN_BLOCK_MIN_TOKENS) chunks_init_n(&j.work, channels, nparts <= 1 ? 1 : 8 * nparts, 8);
-    else chunks_init(&j.work, channels, nparts, 8);
-    jc_pool_run(nparts, range_part, &j);
+    if (tokens >= JC_SCAN_BLOCK_MIN_TOKENS) jc_chunks_init(&j.work, channels, nparts <= 1 ? 1 : 8 * nparts, 8);
+    else jc_chunks_init(&j.work, channels, nparts <= 1 ? 1 : JC_CHUNKS_PER_THREAD * nparts, 8);
+    jc_pool_run(nparts, jc_range_part, &j);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
@@ -328,7 +282,7 @@ void jc_sgemm_mt(int threads, int trans_w, int m, int n, int k, float alpha, con
     while (want > 1 && ((double)m * (n / want) * k < block || n / want < 128)) want--;
     if (want == 1) nparts = 1;
     sgemm_job sg = {trans_w, m, k, ldx, ldw, ldy, alpha, beta, x, w, y};
-    range_job j = {.fn = sgemm_range, .ctx = &sg};
-    chunks_init_n(&j.work, n, want, 64);
-    jc_pool_run(nparts, range_part, &j);
+    jc_range_job j = {.fn = sgemm_range, .ctx = &sg};
+    jc_chunks_init(&j.work, n, want, 64);
+    jc_pool_run(nparts, jc_range_part, &j);
 }

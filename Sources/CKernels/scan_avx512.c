@@ -7,29 +7,9 @@
    scan_group8 on the same values in the same order (the same exp polynomial, the same two chains of FMAs over
    even and odd states), so a channel gets the same floats from either kernel (`ScanKernelTests`). */
 #if JC_X86
-#define JC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
-
 #define SCAN16_GROUPS 8
 #define SCAN16_TILE 16
 #define SCAN16_MAX_STATE 32
-
-/* exp8 (internal.h) on 16 lanes: the same clamp, rounding, two-part reduction, polynomial and scaling. */
-JC_AVX512 static JC_INLINE __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-}
 
 /* One state update for 16 channels: h = exp(dt·A[j]) ⊙ h + (dt·u)·B[j]. */
 JC_AVX512 static JC_INLINE __m512 update16(__m512 vdt, __m512 vdu, const float *aTj, float *hTj, float bj) {

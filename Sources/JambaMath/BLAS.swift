@@ -190,6 +190,30 @@ public enum BLAS {
         }
     }
 
+    /// Whether `m` rows take `linear(_:transposed:into:)` (AVX-512 only): from `fewRowsLimit` rows on, where sgemm
+    /// would run instead. Below that the few-row kernel streams the [out, in] weights, as decode has always done.
+    public static func takesTransposed(rows m: Int) -> Bool {
+        fewRowsLevel == 2 && m > fewRowsLimit
+    }
+
+    /// out[T, out] = x[T, in] · wT[in, out], for weights kept transposed: short sums (in = Mamba's dt_rank, 64 in
+    /// the bench model) over many rows, where the few-row kernel spends as long reducing lanes as summing and
+    /// OpenBLAS 0.3.21 runs ~56 GFLOP/s on the Intel VM (nn_avx512.c, bench/kernels.md §10).
+    public static func linear(_ x: Matrix, transposed wT: Matrix, into out: inout Matrix) {
+        precondition(x.cols == wT.rows && out.cols == wT.cols, "linear(transposed:): shape mismatch")
+        out.resize(rows: x.rows)
+        guard x.rows > 0 else { return }
+        let (m, n, k) = (x.rows, wT.cols, wT.rows)
+        x.storage.withUnsafeBufferPointer { xp in
+            wT.storage.withUnsafeBufferPointer { wp in
+                out.storage.withUnsafeMutableBufferPointer { yp in
+                    jc_gemm_nn_mt(Int32(kernelThreads), Int32(m), Int32(n), Int32(k), 1, xp.baseAddress!, Int32(k),
+                                  wp.baseAddress!, Int32(n), yp.baseAddress!, Int32(n))
+                }
+            }
+        }
+    }
+
     /// Many rows against bf16 weights: widen the weights to f32 (whole, or in blocks of 32 MiB) and sgemm against
     /// them. Widening costs one pass over the weights, the product M passes; sgemm needs f32 operands, and
     /// smaller blocks would make it re-pack x for every block.

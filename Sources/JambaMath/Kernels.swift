@@ -35,6 +35,19 @@ public enum Kernels {
         return jc_restrict_process_cpus(list, Int32(list.count)) == 0
     }
 
+    /// Causal attention of a prompt's `tq` queries (positions past ..< past + tq) against the first past + tq keys
+    /// and values, heads split across the pool (attention.c): o_h[t] = softmax(scale · q_h[t] · K_gᵀ over keys
+    /// ≤ past + t) · V_g, g = h / (heads / kvHeads). Only where `BLAS.takesTransposed(rows: tq)`; false (nothing
+    /// written) otherwise, or when scratch could not be allocated, and the caller takes its general path.
+    public static func causalAttentionPrompt(heads: Int, kvHeads: Int, headDim: Int, queries tq: Int, past: Int,
+                                             scale: Float, q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>,
+                                             v: UnsafePointer<Float>, ldkv: Int, o: UnsafeMutablePointer<Float>,
+                                             ldo: Int) -> Bool {
+        guard BLAS.takesTransposed(rows: tq) else { return false }
+        return jc_attention_prompt(Int32(BLAS.kernelThreads), Int32(heads), Int32(kvHeads), Int32(headDim), Int32(tq),
+                                   Int32(past), scale, q, Int32(ldq), k, v, Int32(ldkv), o, Int32(ldo)) == 0
+    }
+
     /// Sum of squares of `n` floats.
     @inline(__always)
     public static func sumOfSquares(_ p: UnsafePointer<Float>, _ n: Int) -> Float {

@@ -82,6 +82,15 @@ public struct Matrix: Sendable, Equatable {
         return out
     }
 
+    /// The transpose, [cols, rows].
+    public func transposed() -> Matrix {
+        var out = Matrix(overwrittenRows: cols, rows)
+        for r in 0..<rows {
+            for c in 0..<cols { out.storage[c * rows + r] = storage[r * cols + c] }
+        }
+        return out
+    }
+
     /// Rows stacked vertically; all parts must have `cols` columns.
     public static func vstack(_ parts: [Matrix], cols: Int) -> Matrix {
         var storage: [Float] = []

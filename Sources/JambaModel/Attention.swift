@@ -47,6 +47,20 @@ public struct Attention: Sendable {
             }
             caches[s].count += seg.count
             let tk = caches[s].count, tq = seg.count
+            // A prompt: only the causal half of the scores, heads split across the pool (attention.c).
+            let done = caches[s].keys.withUnsafeBufferPointer { kp in
+                caches[s].values.withUnsafeBufferPointer { vp in
+                    scratch.q.storage.withUnsafeBufferPointer { qp in
+                        scratch.o.storage.withUnsafeMutableBufferPointer { op in
+                            Kernels.causalAttentionPrompt(
+                                heads: numHeads, kvHeads: numKVHeads, headDim: headDim, queries: tq, past: past,
+                                scale: scale, q: qp.baseAddress! + seg.lowerBound * qd, ldq: qd, k: kp.baseAddress!,
+                                v: vp.baseAddress!, ldkv: kvd, o: op.baseAddress! + seg.lowerBound * qd, ldo: qd)
+                        }
+                    }
+                }
+            }
+            if done { continue }
             scratch.scores.resize(rows: tq * tk)
             caches[s].keys.withUnsafeBufferPointer { kp in
                 caches[s].values.withUnsafeBufferPointer { vp in

@@ -19,6 +19,9 @@ public struct MambaMixer: Sendable {
     public let bNorm: RMSNorm
     public let cNorm: RMSNorm
     public let dtProj: Weights
+    /// dt_proj.weight widened and transposed to [R, Di], for prompts (`BLAS.takesTransposed`): a sum of only R
+    /// terms per output, which the transposed layout computes without reducing across lanes.
+    public let dtProjT: Matrix
     public let dtBias: [Float]
     /// A = -exp(A_log) [Di, N], computed once at load.
     public let a: [Float]
@@ -34,6 +37,7 @@ public struct MambaMixer: Sendable {
         self.convWeight = convWeight; self.convBias = convBias
         self.xProj = xProj; self.dtNorm = dtNorm; self.bNorm = bNorm; self.cNorm = cNorm
         self.dtProj = dtProj; self.dtBias = dtBias
+        self.dtProjT = dtProj.toMatrix().transposed()
         self.a = aLog.map { -Foundation.exp($0) }
         self.d = d; self.outProj = outProj; self.outProjBias = outProjBias
         self.dInner = dtProj.rows; self.dState = dState; self.dConv = dConv; self.dtRank = dtProj.cols
@@ -65,7 +69,11 @@ public struct MambaMixer: Sendable {
                 }
             }
         }
-        BLAS.linear(scratch.dtr, dtProj, into: &scratch.dt)  // dt_r [T, R] · dt_proj[Di, R]ᵀ → dt [T, Di]
+        if BLAS.takesTransposed(rows: rows) {
+            BLAS.linear(scratch.dtr, transposed: dtProjT, into: &scratch.dt)  // dt_r [T, R] · dt_projᵀ [R, Di] → dt [T, Di]
+        } else {
+            BLAS.linear(scratch.dtr, dtProj, into: &scratch.dt)  // dt_r [T, R] · dt_proj[Di, R]ᵀ → dt [T, Di]
+        }
         scratch.dt.storage.withUnsafeMutableBufferPointer { p in
             dtBias.withUnsafeBufferPointer { b in
                 for t in 0..<rows {

@@ -46,6 +46,24 @@ void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const f
 void jc_sgemm_mt(int threads, int trans_w, int m, int n, int k, float alpha, const float *x, int ldx, const float *w,
                  int ldw, float beta, float *y, int ldy);
 
+/// y[m, n0:n1] = alpha · x[m, k] · w[k, n0:n1] for w stored [k, n] (row-major, leading dimensions given): register
+/// tiles that broadcast x against rows of w, no packing and no reductions across lanes, for short sums over many
+/// rows (Mamba's dt_proj against its transposed weights, attention over a prompt). Each output is one sum in k
+/// order, whatever the tile or split. AVX-512 when jc_few_rows_level() is 2, else jc_gemm_nn_rows.
+void jc_gemm_nn(int m, int n0, int n1, int k, float alpha, const float *x, int ldx, const float *w, int ldw, float *y,
+                int ldy);
+
+/// jc_gemm_nn over all n columns, split across `threads` (this one and the pool's) in blocks of 64 columns.
+void jc_gemm_nn_mt(int threads, int m, int n, int k, float alpha, const float *x, int ldx, const float *w, int ldw,
+                   float *y, int ldy);
+
+/// Causal attention of `tq` queries at positions past ..< past + tq against the first past + tq keys and values:
+/// o[t, h·hd:(h+1)·hd] = softmax(scale · q_h[t] · K_gᵀ, keys ≤ past + t) · V_g, with g = h / (heads / kv_heads)
+/// (repeat_interleave). q [tq, ldq], o [tq, ldo]; k and v [past + tq, ldkv] with kv head g at columns g·hd.
+/// Heads are split across `threads`. Returns 0, or -1 when the heads do not divide or scratch could not be had.
+int jc_attention_prompt(int threads, int heads, int kv_heads, int hd, int tq, int past, float scale, const float *q,
+                        int ldq, const float *k, const float *v, int ldkv, float *o, int ldo);
+
 /// One part of a job split across the pool.
 typedef void (*jc_part_fn)(void *ctx, int part);
 

@@ -1,0 +1,102 @@
+// PromptKernelTests: the prompt-only kernels (nn_avx512.c's x · w with w stored [k, n], attention.c) against float64.
+import CKernels
+import Foundation
+import JambaMath
+import XCTest
+
+final class PromptKernelTests: XCTestCase {
+    override func tearDown() {
+        BLAS.setFewRowsLevel(nil)
+        BLAS.kernelThreads = 2
+    }
+
+    /// The instruction sets to check here: AVX-512 and the AVX2 fallback on an AVX-512 CPU, else what there is.
+    private var levels: [Int] { BLAS.fewRowsLevel == 2 ? [2, 1] : [BLAS.fewRowsLevel] }
+
+    /// `linear(_:transposed:into:)` over odd shapes (column tails, row blocks that do not divide, k of 1) against a
+    /// float64 product; the same floats with 1, 2 and 3 threads.
+    func testTransposedProductMatchesFloat64AndThreadSplits() {
+        for level in levels {
+            BLAS.setFewRowsLevel(level)
+            for (m, n, k) in [(45, 70, 13), (7, 16, 64), (64, 2048, 64), (100, 33, 300), (13, 200, 1)] {
+                let x = Matrix(rows: m, cols: k, storage: lcgFloats(m * k, seed: 61))
+                let wT = Matrix(rows: k, cols: n, storage: lcgFloats(k * n, seed: 62))
+                var outs: [Matrix] = []
+                for threads in [1, 2, 3] {
+                    BLAS.kernelThreads = threads
+                    var y = Matrix(zeros: 0, n)
+                    BLAS.linear(x, transposed: wT, into: &y)
+                    outs.append(y)
+                }
+                var worst = 0.0
+                for i in 0..<m {
+                    for c in 0..<n {
+                        var s = 0.0
+                        for j in 0..<k { s += Double(x[i, j]) * Double(wT[j, c]) }
+                        worst = max(worst, abs(s - Double(outs[0][i, c])))
+                    }
+                }
+                let splitDiffs = outs.dropFirst().map { o in zip(o.storage, outs[0].storage).filter { $0.bitPattern != $1.bitPattern }.count }
+                print("[prompt] x·w level \(level), \(m)×\(n)×\(k): max |diff| vs float64 \(worst) (tol 1e-4); values differing with 2, 3 threads: \(splitDiffs) (must be 0)")
+                XCTAssertLessThanOrEqual(worst, 1e-4, "level \(level), \(m)×\(n)×\(k)")
+                XCTAssertEqual(splitDiffs, [0, 0], "level \(level), \(m)×\(n)×\(k)")
+            }
+        }
+    }
+
+    /// Causal attention over a prompt, continuing a cache (past > 0) or not, grouped query heads, head sizes that
+    /// are not a multiple of 16, and more queries than one 64-row block, against float64.
+    func testCausalAttentionPromptMatchesFloat64() {
+        for level in levels {
+            BLAS.setFewRowsLevel(level)
+            for (heads, kvHeads, hd, tq, past, threads) in [(6, 2, 24, 45, 7, 2), (4, 4, 16, 130, 0, 3), (8, 1, 64, 70, 66, 2)] {
+                BLAS.kernelThreads = threads
+                let tk = past + tq, qd = heads * hd, kvd = kvHeads * hd
+                let q = lcgFloats(tq * qd, seed: 71), k = lcgFloats(tk * kvd, seed: 72), v = lcgFloats(tk * kvd, seed: 73)
+                let scale = 1 / Float(hd).squareRoot()
+                var o = [Float](repeating: .nan, count: tq * qd)
+                let rc = o.withUnsafeMutableBufferPointer { op in
+                    jc_attention_prompt(Int32(threads), Int32(heads), Int32(kvHeads), Int32(hd), Int32(tq), Int32(past), scale,
+                                        q, Int32(qd), k, v, Int32(kvd), op.baseAddress!, Int32(qd))
+                }
+                XCTAssertEqual(rc, 0)
+                var worst = 0.0
+                for h in 0..<heads {
+                    let g = h / (heads / kvHeads)
+                    for t in 0..<tq {
+                        let visible = past + t + 1
+                        var s = (0..<visible).map { j in
+                            (0..<hd).reduce(0.0) { $0 + Double(q[t * qd + h * hd + $1]) * Double(k[j * kvd + g * hd + $1]) } * Double(scale)
+                        }
+                        let mx = s.max() ?? 0
+                        s = s.map { Foundation.exp($0 - mx) }
+                        let sum = s.reduce(0, +)
+                        for d in 0..<hd {
+                            let ref = (0..<visible).reduce(0.0) { $0 + s[$1] / sum * Double(v[$1 * kvd + g * hd + d]) }
+                            worst = max(worst, abs(ref - Double(o[t * qd + h * hd + d])))
+                        }
+                    }
+                }
+                print("[prompt] attention level \(level), \(heads) heads / \(kvHeads) kv, hd \(hd), \(tq) queries after \(past), \(threads) threads: max |diff| vs float64 \(worst) (tol 1e-5)")
+                XCTAssertLessThanOrEqual(worst, 1e-5, "level \(level), heads \(heads)/\(kvHeads), hd \(hd), tq \(tq), past \(past)")
+            }
+        }
+    }
+
+    /// The model's entry point takes the prompt kernel exactly when `BLAS.takesTransposed` says so: on AVX-512
+    /// from `fewRowsLimit + 1` rows, never below.
+    func testAttentionEntryPointTakesPromptsOnlyOnAVX512() {
+        let (heads, hd, tk) = (2, 16, 40)
+        let q = lcgFloats(tk * heads * hd, seed: 81), kv = lcgFloats(tk * heads * hd, seed: 82)
+        var o = [Float](repeating: 0, count: tk * heads * hd)
+        for tq in [BLAS.fewRowsLimit, BLAS.fewRowsLimit + 1] {
+            let took = o.withUnsafeMutableBufferPointer { op in
+                Kernels.causalAttentionPrompt(heads: heads, kvHeads: heads, headDim: hd, queries: tq, past: 0, scale: 0.25,
+                                              q: q, ldq: heads * hd, k: kv, v: kv, ldkv: heads * hd, o: op.baseAddress!,
+                                              ldo: heads * hd)
+            }
+            print("[prompt] \(tq) queries, kernel level \(BLAS.fewRowsLevel): prompt kernel taken \(took)")
+            XCTAssertEqual(took, BLAS.fewRowsLevel == 2 && tq > BLAS.fewRowsLimit)
+        }
+    }
+}
