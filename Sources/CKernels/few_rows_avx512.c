@@ -144,8 +144,8 @@ static int forced_kblock = -1;
 void jc_set_few_rows_kblock(int kc) { forced_kblock = kc < 0 ? -1 : kc / 16 * 16; }
 
 /* Most x rows gemm_rows_avx512 takes at once: the 16-lane partial sums it keeps between k blocks for every row
-   block of a column tile (at most 16 blocks × 4 × 6 vectors, 24 KiB on the stack). */
-#define JC_KB_ROWS 64
+   block of a column tile (at most 32 blocks × 4 × 6 vectors, 48 KiB on the stack). */
+#define JC_KB_ROWS 128
 
 /* Column tiles outermost, then (for long sums) blocks of k, then blocks of x rows: a tile's weight rows come from
    memory once and from L1/L2 for the later row blocks, so beyond one block the cost grows in arithmetic only (up

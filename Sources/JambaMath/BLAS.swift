@@ -96,10 +96,11 @@ public enum BLAS {
     /// Rows per call when `chunksFewRows`, and for the expert blocks (`linearBlock`, `linearSplit`) on the AVX-512
     /// kernel. Each chunk streams the weights once more, so wider chunks read them less often. The kernel takes
     /// long sums in k blocks that keep a weight tile in L1 (few_rows_avx512.c), so what has to stay in L2 between
-    /// weight tiles is one k block of the chunk's x: 64 × 816 floats, 204 KiB, at any k. Before the k blocks, 64
-    /// rows were taken only while all of x fit in 256 KiB (k ≤ 1024), else 32. Rows do not interact, so the floats
-    /// are the same whatever the chunk.
-    static var manyRowsChunk: Int { fewRowsLevel == 2 ? 64 : fewRowsLimit }
+    /// weight tiles is one k block of the chunk's x: 128 × 816 floats, 408 KiB, at any k (L2 is 2 MiB a core on
+    /// the Intel VM, 1 MiB on the AMD one). f32 prefill, alternated end to end on the Intel VM: 128 rows +2% over
+    /// 64 (medians of 6 pairs), 256 rows −6% (bench/kernels.md §10). Rows do not interact, so the floats are the
+    /// same whatever the chunk.
+    static var manyRowsChunk: Int { fewRowsLevel == 2 ? 128 : fewRowsLimit }
 
     /// y[M, N] = x[M, K] · w[N, K]ᵀ through the few-row kernel, `manyRowsChunk` rows at a time (dense x and y).
     static func gemmFewRowsChunked(m: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafeRawPointer, bf16: Bool,

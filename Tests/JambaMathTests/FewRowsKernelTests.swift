@@ -114,12 +114,12 @@ final class FewRowsKernelTests: XCTestCase {
 
     /// Long sums are taken in k blocks, each row block's 16-lane partial sums kept between blocks: the same floats
     /// as one pass, plain and split at k0, whatever the block (the plan's, or forced down to one vector), row count
-    /// (one row block, several, beyond one 64-row chunk) or dtype. The plan's blocks (816 f32, 1168 bf16 at the
-    /// 4 × 6 tile) must cut k = 2816, the experts' down projection.
+    /// (one row block, several, part of a 128-row chunk, beyond one chunk) or dtype. The plan's blocks (816 f32,
+    /// 1168 bf16 at the 4 × 6 tile) must cut k = 2816, the experts' down projection.
     func testKBlocksGiveTheSameFloats() {
         print("[kernel] kernel level \(BLAS.fewRowsLevel) (the k blocks take effect at 2, AVX-512)")
         assertSettingsGiveTheSameFloats("k blocks (the plan, 16, 112, 1024) and one pass", n: 37, k: 2816, k0: 1408,
-                                        rows: [3, 5, 8, 33, 70], seed: 21, baseline: { BLAS.setFewRowsKBlock(0) },
+                                        rows: [3, 5, 8, 33, 70, 130], seed: 21, baseline: { BLAS.setFewRowsKBlock(0) },
                                         settings: [nil, 16, 112, 1024] as [Int?]) { BLAS.setFewRowsKBlock($0) }
     }
 
