@@ -34,6 +34,11 @@ static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
    start 48 bytes past a boundary (glibc's 16-byte mmap chunk header, then the array's 32), so every 16-float load
    of x would span two cache lines; end to end the copy made f32 prefill faster (bench/kernels.md §9). */
 const float *jc_aligned_rows(int m, int k, const float *x, int *ldx);
+/* The buffer jc_aligned_rows copies into, grown for m × k, *ldx set to its stride; NULL when x is aligned already
+   or no buffer could be had. */
+float *jc_aligned_rows_buffer(int m, int k, const float *x, int *ldx);
+/* rows_mt.c: jc_aligned_rows with the rows copied across the pool (a prompt's x is up to 1.4 MB). */
+const float *jc_aligned_rows_mt(int threads, int m, int k, const float *x, int *ldx);
 
 #if JC_X86
 /* exp for 8 floats: n = round(x·log2 e); r = x − n·ln 2 (two-part constant); e^r by a degree-6 polynomial;

@@ -286,17 +286,24 @@ void jc_swiglu(int count, const float *g, const float *u, float *h) {
 static _Thread_local float *packed_x;
 static _Thread_local size_t packed_cap;
 
-const float *jc_aligned_rows(int m, int k, const float *x, int *ldx) {
-    if (((uintptr_t)x % 64 == 0 && (size_t)*ldx * 4 % 64 == 0) || m <= 0 || k <= 0) return x;
+float *jc_aligned_rows_buffer(int m, int k, const float *x, int *ldx) {
+    if (((uintptr_t)x % 64 == 0 && (size_t)*ldx * 4 % 64 == 0) || m <= 0 || k <= 0) return NULL;
     const size_t ld = ((size_t)k + 15) / 16 * 16, need = ld * (size_t)m;
     if (need > packed_cap) {
         float *p = aligned_alloc(64, need * 4);
-        if (!p) return x;  // unaligned loads give the same floats, only slower
+        if (!p) return NULL;
         free(packed_x);
         packed_x = p;
         packed_cap = need;
     }
-    for (int r = 0; r < m; r++) memcpy(packed_x + (size_t)r * ld, x + (size_t)r * *ldx, (size_t)k * 4);
     *ldx = (int)ld;
     return packed_x;
+}
+
+const float *jc_aligned_rows(int m, int k, const float *x, int *ldx) {
+    const int lds = *ldx;
+    float *dst = jc_aligned_rows_buffer(m, k, x, ldx);
+    if (!dst) return x;  // unaligned loads give the same floats, only slower
+    for (int r = 0; r < m; r++) memcpy(dst + (size_t)r * *ldx, x + (size_t)r * lds, (size_t)k * 4);
+    return dst;
 }

@@ -201,7 +201,7 @@ void jc_gemm_few_rows_split_mt(int threads, int m, int n, int k0, int k, const f
                                int ldw, float *y, int ldy, float *tmp) {
     // One aligned copy of x for every thread and chunk of columns, made here: copied inside the kernel, it was
     // made again for each of a product's chunks (bench/kernels.md §9).
-    x = jc_aligned_rows(m, k, x, &ldx);
+    x = jc_aligned_rows_mt(threads, m, k, x, &ldx);
     few_rows_job f = {m, k, ldx, ldw, ldy, bf16, k0 > 0 && k0 < k ? k0 : 0, x, w, y, tmp};
     int nparts = threads < 1 ? 1 : threads;
     if (nparts > JC_POOL_MAX + 1) nparts = JC_POOL_MAX + 1;

@@ -130,6 +130,34 @@ public enum Kernels {
         jc_swiglu(Int32(n), g, u, h)
     }
 
+    /// h[T, I] = SiLU(gate) ⊙ up for every row of `gu` [T, 2I] (slice-stacked: slice s of h, bounds[s] ..<
+    /// bounds[s + 1], reads its gate and then its up half at 2·bounds[s]), rows split across the pool. Each row gets
+    /// `swiglu`'s floats. h is resized to T rows.
+    public static func swigluRows(_ gu: Matrix, bounds: [Int], into h: inout Matrix) {
+        precondition(bounds.count >= 2 && gu.cols == 2 * bounds[bounds.count - 1] && h.cols == bounds[bounds.count - 1],
+                     "swigluRows: shape mismatch")
+        h.resize(rows: gu.rows)
+        let (rows, ldgu, ldh) = (Int32(gu.rows), Int32(gu.cols), Int32(h.cols))
+        let b32 = bounds.map(Int32.init)
+        gu.storage.withUnsafeBufferPointer { g in
+            h.storage.withUnsafeMutableBufferPointer { hp in
+                jc_swiglu_rows_mt(Int32(BLAS.kernelThreads), rows, Int32(b32.count), b32, g.baseAddress, ldgu, hp.baseAddress, ldh)
+            }
+        }
+    }
+
+    /// x[r] = softplus(x[r] + bias) for every row, rows split across the pool; `softplus(_:bias:_:_:)`'s floats.
+    public static func softplusRows(_ x: inout Matrix, bias: [Float]) {
+        precondition(bias.count == x.cols, "softplusRows: bias of \(bias.count) for \(x.cols) columns")
+        let (rows, cols) = (Int32(x.rows), Int32(x.cols))
+        bias.withUnsafeBufferPointer { b in
+            x.storage.withUnsafeMutableBufferPointer { p in
+                jc_softplus_bias_rows_mt(Int32(BLAS.kernelThreads), rows, cols, p.baseAddress, cols, b.baseAddress,
+                                         p.baseAddress, cols)
+            }
+        }
+    }
+
     /// out = softplus(x + bias) over `n` floats.
     @inline(__always)
     public static func softplus(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {

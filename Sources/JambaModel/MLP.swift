@@ -51,19 +51,7 @@ public struct MLP: Sendable {
     /// out[T, H] = down(SiLU(x·gateᵀ) ⊙ x·upᵀ); `scratch` holds the intermediates between calls.
     public func callAsFunction(_ x: Matrix, into out: inout Matrix, scratch: inout MLPScratch) {
         BLAS.linear(x, gateUp, into: &scratch.gateUp)  // x [T, H] · gateUp[2I, H]ᵀ → gu [T, 2I], slice-stacked
-        scratch.hidden.resize(rows: x.rows)
-        let i = intermediateSize
-        scratch.gateUp.storage.withUnsafeBufferPointer { gu in
-            scratch.hidden.storage.withUnsafeMutableBufferPointer { h in
-                for t in 0..<x.rows {
-                    for s in 0..<sliceCount {
-                        let (lo, width) = (sliceBounds[s], sliceBounds[s + 1] - sliceBounds[s])
-                        let g = gu.baseAddress! + t * 2 * i + 2 * lo
-                        Kernels.swiglu(g, g + width, h.baseAddress! + t * i + lo, width)  // h = SiLU(gate) ⊙ up
-                    }
-                }
-            }
-        }
+        Kernels.swigluRows(scratch.gateUp, bounds: sliceBounds, into: &scratch.hidden)  // h [T, I] = SiLU(gate) ⊙ up
         let fewRowKernel = x.rows <= BLAS.fewRowsLimit
             || BLAS.chunksFewRows(m: x.rows, k: down.cols)
         guard fewRowKernel, sliceCount == 2 else {
@@ -88,15 +76,7 @@ public struct MLP: Sendable {
         BLAS.linearBlock(x, gateUp, rows: 2 * lo ..< 2 * hi, columns: 0..<gateUp.cols, into: &scratch.sliceGateUp,
                          xColumns: 0..<x.cols)  // [T, 2w]
         scratch.sliceHidden.reshape(cols: width)
-        scratch.sliceHidden.resize(rows: x.rows)
-        scratch.sliceGateUp.storage.withUnsafeBufferPointer { gu in
-            scratch.sliceHidden.storage.withUnsafeMutableBufferPointer { h in
-                for t in 0..<x.rows {
-                    let g = gu.baseAddress! + t * 2 * width
-                    Kernels.swiglu(g, g + width, h.baseAddress! + t * width, width)
-                }
-            }
-        }
+        Kernels.swigluRows(scratch.sliceGateUp, bounds: [0, width], into: &scratch.sliceHidden)  // [T, w]
         out.reshape(cols: down.rows)
         BLAS.linearBlock(scratch.sliceHidden, down, rows: 0..<down.rows, columns: lo..<hi, into: &out,
                          xColumns: 0..<width)  // [T, w] → [T, H]

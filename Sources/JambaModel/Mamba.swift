@@ -46,7 +46,7 @@ public struct MambaMixer: Sendable {
     /// Runs the mixer over a ragged batch; `segments[s]` are sequence `states[s]`'s rows of `x`. out [T, H].
     public func callAsFunction(_ x: Matrix, segments: [Range<Int>], states: inout [MambaState],
                                into out: inout Matrix, scratch: inout MambaScratch) {
-        let di = dInner, n = dState, r = dtRank, rows = x.rows
+        let n = dState, r = dtRank, rows = x.rows
         BLAS.linear(x, inProj, into: &scratch.xz)  // x [T, H] · in_proj[2Di, H]ᵀ → xz [T, 2Di]; xs = [:, :Di], z = [:, Di:]
         if let b = inProjBias { addBias(&scratch.xz, b) }
 
@@ -74,14 +74,7 @@ public struct MambaMixer: Sendable {
         } else {
             BLAS.linear(scratch.dtr, dtProj, into: &scratch.dt)  // dt_r [T, R] · dt_proj[Di, R]ᵀ → dt [T, Di]
         }
-        scratch.dt.storage.withUnsafeMutableBufferPointer { p in
-            dtBias.withUnsafeBufferPointer { b in
-                for t in 0..<rows {
-                    let row = p.baseAddress! + t * di
-                    Kernels.softplus(row, bias: b.baseAddress!, row, di)  // dt = softplus(dt_proj(dt_r) + bias)
-                }
-            }
-        }
+        Kernels.softplusRows(&scratch.dt, bias: dtBias)  // dt = softplus(dt_proj(dt_r) + bias)
 
         scratch.y.resize(rows: rows)
         for (s, seg) in segments.enumerated() where !seg.isEmpty {

@@ -99,4 +99,39 @@ final class PromptKernelTests: XCTestCase {
             XCTAssertEqual(took, BLAS.fewRowsLevel == 2 && tq > BLAS.fewRowsLimit)
         }
     }
+
+    /// SwiGLU and dt's softplus over a prompt's rows, split across 1–3 threads (rows_mt.c): every row the floats of
+    /// the one-row kernels, slices included.
+    func testRowSplitElementwiseStepsGiveTheOneRowFloats() {
+        let (rows, bounds) = (200, [0, 48, 100])  // 20 000 values: above the size a split pays from
+        let gu = Matrix(rows: rows, cols: 200, storage: lcgFloats(rows * 200, seed: 91).map { $0 * 8 })
+        let bias = lcgFloats(100, seed: 92).map { $0 * 4 }
+        var refH = [Float](repeating: 0, count: rows * 100), refSP = refH
+        gu.storage.withUnsafeBufferPointer { g in
+            refH.withUnsafeMutableBufferPointer { h in
+                for t in 0..<rows {
+                    for s in 0..<2 {
+                        let (lo, w) = (bounds[s], bounds[s + 1] - bounds[s])
+                        Kernels.swiglu(g.baseAddress! + t * 200 + 2 * lo, g.baseAddress! + t * 200 + 2 * lo + w, h.baseAddress! + t * 100 + lo, w)
+                    }
+                }
+            }
+            refSP.withUnsafeMutableBufferPointer { o in
+                for t in 0..<rows { Kernels.softplus(g.baseAddress! + t * 200, bias: bias, o.baseAddress! + t * 100, 100) }
+            }
+        }
+        for threads in [1, 2, 3] {
+            BLAS.kernelThreads = threads
+            var h = Matrix(zeros: 0, 100)
+            Kernels.swigluRows(gu, bounds: bounds, into: &h)
+            var sp = Matrix(rows: rows, cols: 100, storage: (0..<rows).flatMap { gu.storage[($0 * 200)..<($0 * 200 + 100)] })
+            Kernels.softplusRows(&sp, bias: bias)
+            let dh = zip(h.storage, refH).filter { $0.bitPattern != $1.bitPattern }.count
+            let dsp = zip(sp.storage, refSP).filter { $0.bitPattern != $1.bitPattern }.count
+            print("[prompt] \(threads) threads, \(rows) rows: SwiGLU values differing from the one-row kernel \(dh), softplus \(dsp) (must be 0)")
+            XCTAssertEqual(h.rows, rows)
+            XCTAssertEqual(dh, 0)
+            XCTAssertEqual(dsp, 0)
+        }
+    }
 }

@@ -64,6 +64,16 @@ void jc_gemm_nn_mt(int threads, int m, int n, int k, float alpha, const float *x
 int jc_attention_prompt(int threads, int heads, int kv_heads, int hd, int tq, int past, float scale, const float *q,
                         int ldq, const float *k, const float *v, int ldkv, float *o, int ldo);
 
+/// h = SiLU(gate) ⊙ up for `rows` rows split across `threads`: per row, slice s (bounds[s] ..< bounds[s + 1] of
+/// h's bounds[nbounds - 1] columns) reads gate at gu[2·lo, 2·lo + w) and up at gu[2·lo + w, 2·hi) (an MLP's
+/// slice-stacked gate/up output). Each row gets jc_swiglu's floats.
+void jc_swiglu_rows_mt(int threads, int rows, int nbounds, const int *bounds, const float *gu, int ldgu, float *h,
+                       int ldh);
+
+/// out[r] = softplus(x[r] + bias) for `rows` rows of `cols`, split across `threads`; jc_softplus_bias's floats.
+void jc_softplus_bias_rows_mt(int threads, int rows, int cols, const float *x, int ldx, const float *bias, float *out,
+                              int ldo);
+
 /// One part of a job split across the pool.
 typedef void (*jc_part_fn)(void *ctx, int part);
 
