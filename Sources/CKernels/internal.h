@@ -141,11 +141,14 @@ static inline void jc_range_part(void *ctx, int p) {
 /* scan.c: the selective scan of jc_scan_segment_mt for channels [c0, c1) over all `tokens` (c0 a multiple of 8).
    From JC_SCAN_BLOCK_MIN_TOKENS tokens on, 8 channels per vector with the state transposed (see scan.c). */
 #define JC_SCAN_BLOCK_MIN_TOKENS 4
-/* scan_avx512.c: the same as the 8-channel blocks, 16 channels per vector, for whole groups of 16 from c0 (none
-   when n > 32); returns the first channel it left. */
-int jc_scan_blocks_avx512(int c0, int c1, int tokens, int n, const float *dt, int ld_dt, const float *u, int ld_u,
-                          const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
-                          float *y, int ld_y);
+/* One group of channels (8 or 16, one a lane) over `tokens` tokens, its state hT and A in aT transposed to [n][lanes]
+   (scan.c's block driver). */
+typedef void (*jc_scan_group_fn)(int tokens, int n, const float *dt, int ld_dt, const float *u, int ld_u, const float *z,
+                                 int ld_z, const float *aT, const float *bc, int ld_bc, const float *d, float *hT,
+                                 float *y, int ld_y);
+/* scan_avx512.c: scan.c's scan_group8 with 16 channels a vector. */
+void jc_scan_group16(int tokens, int n, const float *dt, int ld_dt, const float *u, int ld_u, const float *z, int ld_z,
+                     const float *aT, const float *bc, int ld_bc, const float *d, float *hT, float *y, int ld_y);
 void jc_scan_channels(int c0, int c1, int tokens, int n, const float *dt, int ld_dt, const float *u, int ld_u,
                       const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d, float *h,
                       float *y, int ld_y);

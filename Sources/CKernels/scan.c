@@ -87,7 +87,7 @@ JC_AVX2 static void scan_token_avx2(int c0, int c1, int n, const float *dt, cons
 #define SCAN_MAX_STATE 32
 
 /* Tokens [0, tokens) of one group of 8 channels, its state hT and A in aT transposed ([n][8]). */
-JC_AVX2 static JC_INLINE void scan_group8(int tokens, int n, const float *dt, int ld_dt, const float *u, int ld_u,
+JC_AVX2 static void scan_group8(int tokens, int n, const float *dt, int ld_dt, const float *u, int ld_u,
                                           const float *z, int ld_z, const float *aT, const float *bc, int ld_bc,
                                           const float *d, float *hT, float *y, int ld_y) {
     const __m256 vd = _mm256_loadu_ps(d), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
@@ -121,39 +121,43 @@ JC_AVX2 static JC_INLINE void scan_group8(int tokens, int n, const float *dt, in
     }
 }
 
-/* Channels [c0, c1), c1 − c0 a multiple of 8, over all tokens; n ≤ SCAN_MAX_STATE. */
-JC_AVX2 static void scan_blocks_avx2(int c0, int c1, int tokens, int n, const float *dt, int ld_dt, const float *u, int ld_u,
-                                     const float *z, int ld_z, const float *a, const float *bc, int ld_bc, const float *d,
-                                     float *h, float *y, int ld_y) {
-    float hT[SCAN_GROUPS][SCAN_MAX_STATE * 8] __attribute__((aligned(32)));
-    float aT[SCAN_GROUPS][SCAN_MAX_STATE * 8] __attribute__((aligned(32)));
-    for (int b0 = c0; b0 < c1; b0 += 8 * SCAN_GROUPS) {
-        const int groups = (c1 - b0) / 8 < SCAN_GROUPS ? (c1 - b0) / 8 : SCAN_GROUPS;
+/* Channels [c0, c1), c1 − c0 a multiple of `lanes` (8: scan_group8, 16: jc_scan_group16), over all tokens; n ≤
+   SCAN_MAX_STATE. Blocks of 128 channels: their states and A transposed to [n][lanes] per group of `lanes`
+   channels, then every tile of tokens through `group`, then the states put back. */
+static void scan_blocks(int lanes, jc_scan_group_fn group, int c0, int c1, int tokens, int n, const float *dt, int ld_dt,
+                        const float *u, int ld_u, const float *z, int ld_z, const float *a, const float *bc, int ld_bc,
+                        const float *d, float *h, float *y, int ld_y) {
+    const int groups_max = 8 * SCAN_GROUPS / lanes;
+    float hT[SCAN_GROUPS * SCAN_MAX_STATE * 8] __attribute__((aligned(64)));
+    float aT[SCAN_GROUPS * SCAN_MAX_STATE * 8] __attribute__((aligned(64)));
+    const size_t gs = (size_t)SCAN_MAX_STATE * lanes;  // floats per group
+    for (int b0 = c0; b0 < c1; b0 += lanes * groups_max) {
+        const int groups = (c1 - b0) / lanes < groups_max ? (c1 - b0) / lanes : groups_max;
         for (int g = 0; g < groups; g++)
-            for (int c = 0; c < 8; c++)
+            for (int c = 0; c < lanes; c++)
                 for (int j = 0; j < n; j++) {
-                    hT[g][j * 8 + c] = h[(size_t)(b0 + 8 * g + c) * n + j];
-                    aT[g][j * 8 + c] = a[(size_t)(b0 + 8 * g + c) * n + j];
+                    hT[g * gs + j * lanes + c] = h[(size_t)(b0 + lanes * g + c) * n + j];
+                    aT[g * gs + j * lanes + c] = a[(size_t)(b0 + lanes * g + c) * n + j];
                 }
         for (int t0 = 0; t0 < tokens; t0 += SCAN_TILE) {
             const int tt = tokens - t0 < SCAN_TILE ? tokens - t0 : SCAN_TILE;
             for (int t = t0 + SCAN_TILE; t < t0 + 2 * SCAN_TILE && t < tokens; t++)
-                for (int c = b0; c < b0 + 8 * groups; c += 16) {
+                for (int c = b0; c < b0 + lanes * groups; c += 16) {
                     _mm_prefetch((const char *)(dt + (size_t)t * ld_dt + c), _MM_HINT_T0);
                     _mm_prefetch((const char *)(u + (size_t)t * ld_u + c), _MM_HINT_T0);
                     _mm_prefetch((const char *)(z + (size_t)t * ld_z + c), _MM_HINT_T0);
                     _mm_prefetch((const char *)(y + (size_t)t * ld_y + c), _MM_HINT_T0);
                 }
             for (int g = 0; g < groups; g++) {
-                const int ch = b0 + 8 * g;
-                scan_group8(tt, n, dt + (size_t)t0 * ld_dt + ch, ld_dt, u + (size_t)t0 * ld_u + ch, ld_u,
-                            z + (size_t)t0 * ld_z + ch, ld_z, aT[g], bc + (size_t)t0 * ld_bc, ld_bc, d + ch, hT[g],
-                            y + (size_t)t0 * ld_y + ch, ld_y);
+                const int ch = b0 + lanes * g;
+                group(tt, n, dt + (size_t)t0 * ld_dt + ch, ld_dt, u + (size_t)t0 * ld_u + ch, ld_u,
+                      z + (size_t)t0 * ld_z + ch, ld_z, aT + g * gs, bc + (size_t)t0 * ld_bc, ld_bc, d + ch, hT + g * gs,
+                      y + (size_t)t0 * ld_y + ch, ld_y);
             }
         }
         for (int g = 0; g < groups; g++)
-            for (int c = 0; c < 8; c++)
-                for (int j = 0; j < n; j++) h[(size_t)(b0 + 8 * g + c) * n + j] = hT[g][j * 8 + c];
+            for (int c = 0; c < lanes; c++)
+                for (int j = 0; j < n; j++) h[(size_t)(b0 + lanes * g + c) * n + j] = hT[g * gs + j * lanes + c];
     }
 }
 #endif
@@ -180,17 +184,19 @@ void jc_scan_channels(int c0, int c1, int tokens, int n, const float *dt, int ld
 #if JC_X86
     // Whole groups of 8 from c0 (a multiple of 8: jc_scan_segment_mt's chunks), so which kernel a channel gets
     // does not depend on how the channels were split between threads.
+    const int blocks = tokens >= JC_SCAN_BLOCK_MIN_TOKENS && n <= SCAN_MAX_STATE;
     // On AVX-512, whole groups of 16 first (scan_avx512.c; a lane gives the same floats as one of 8 here).
-    if (jc_few_rows_level() == 2 && tokens >= JC_SCAN_BLOCK_MIN_TOKENS) {
-        c0 = jc_scan_blocks_avx512(c0, c1, tokens, n, dt, ld_dt, u, ld_u, z, ld_z, a, bc, ld_bc, d, h, y, ld_y);
-        if (c0 == c1) return;
+    if (blocks && jc_few_rows_level() == 2 && c1 - c0 >= 16) {
+        const int c16 = c0 + (c1 - c0) / 16 * 16;
+        scan_blocks(16, jc_scan_group16, c0, c16, tokens, n, dt, ld_dt, u, ld_u, z, ld_z, a, bc, ld_bc, d, h, y, ld_y);
+        c0 = c16;
     }
     const int c8 = c0 + (c1 - c0) / 8 * 8;
-    if (jc_has_avx2() && tokens >= JC_SCAN_BLOCK_MIN_TOKENS && n <= SCAN_MAX_STATE && c8 > c0) {
-        scan_blocks_avx2(c0, c8, tokens, n, dt, ld_dt, u, ld_u, z, ld_z, a, bc, ld_bc, d, h, y, ld_y);
+    if (blocks && jc_has_avx2() && c8 > c0) {
+        scan_blocks(8, scan_group8, c0, c8, tokens, n, dt, ld_dt, u, ld_u, z, ld_z, a, bc, ld_bc, d, h, y, ld_y);
         c0 = c8;
-        if (c0 == c1) return;
     }
+    if (c0 == c1) return;
 #endif
     for (int t = 0; t < tokens; t++) {
         const float *b = bc + (size_t)t * ld_bc;
