@@ -146,6 +146,31 @@ public enum Kernels {
         }
     }
 
+    /// u's rows firstRow ..< firstRow + rows = SiLU(bias + causal depthwise conv of x's rows), the taps before x's
+    /// first row read from `state` ([taps, channels], the last inputs before them): Mamba's conv1d over a segment,
+    /// rows split across the pool (`jc_conv_silu_rows_mt`).
+    public static func convSiluRows(rows: Int, channels: Int, taps: Int, x: UnsafePointer<Float>, ldx: Int,
+                                    state: [Float], weight: [Float], bias: [Float]?, u: inout Matrix, firstRow: Int) {
+        precondition(state.count == taps * channels && weight.count == taps * channels && u.cols == channels
+                     && firstRow + rows <= u.rows && (bias?.count ?? channels) == channels, "convSiluRows: shape mismatch")
+        state.withUnsafeBufferPointer { st in
+            weight.withUnsafeBufferPointer { w in
+                u.storage.withUnsafeMutableBufferPointer { up in
+                    let out = up.baseAddress! + firstRow * channels
+                    if let bias {
+                        bias.withUnsafeBufferPointer { b in
+                            jc_conv_silu_rows_mt(Int32(BLAS.kernelThreads), Int32(rows), Int32(channels), Int32(taps), x,
+                                                 Int32(ldx), st.baseAddress, w.baseAddress, b.baseAddress, out, Int32(channels))
+                        }
+                    } else {
+                        jc_conv_silu_rows_mt(Int32(BLAS.kernelThreads), Int32(rows), Int32(channels), Int32(taps), x,
+                                             Int32(ldx), st.baseAddress, w.baseAddress, nil, out, Int32(channels))
+                    }
+                }
+            }
+        }
+    }
+
     /// x[r] = softplus(x[r] + bias) for every row, rows split across the pool; `softplus(_:bias:_:_:)`'s floats.
     public static func softplusRows(_ x: inout Matrix, bias: [Float]) {
         precondition(bias.count == x.cols, "softplusRows: bias of \(bias.count) for \(x.cols) columns")

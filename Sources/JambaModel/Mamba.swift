@@ -101,25 +101,10 @@ public struct MambaMixer: Sendable {
     private func conv(segment seg: Range<Int>, state: inout [Float], scratch: inout MambaScratch) {
         let di = dInner, k = dConv, stride = 2 * di
         scratch.xz.storage.withUnsafeBufferPointer { xz in
-            scratch.u.storage.withUnsafeMutableBufferPointer { up in
-                convWeight.withUnsafeBufferPointer { w in
-                    state.withUnsafeBufferPointer { st in
-                        for (i, t) in seg.enumerated() {
-                            let out = up.baseAddress! + t * di
-                            if let b = convBias { for c in 0..<di { out[c] = b[c] } } else { for c in 0..<di { out[c] = 0 } }
-                            for j in 0..<k {
-                                let src = i - (k - 1) + j  // position within the segment; < 0 reads the state
-                                let input: UnsafePointer<Float> = src >= 0
-                                    ? xz.baseAddress! + (seg.lowerBound + src) * stride
-                                    : st.baseAddress! + (k + src) * di
-                                let wj = w.baseAddress! + j * di
-                                for c in 0..<di { out[c] += wj[c] * input[c] }
-                            }
-                            Kernels.silu(out, di)
-                        }
-                    }
-                }
-            }
+            // u [len, Di] = SiLU(conv(xs)), rows split across the pool (rows_mt.c)
+            Kernels.convSiluRows(rows: seg.count, channels: di, taps: k, x: xz.baseAddress! + seg.lowerBound * stride,
+                                 ldx: stride, state: state, weight: convWeight, bias: convBias, u: &scratch.u,
+                                 firstRow: seg.lowerBound)
             // New state: the last K inputs of (old state ++ segment inputs).
             let len = seg.count
             state.withUnsafeMutableBufferPointer { st in

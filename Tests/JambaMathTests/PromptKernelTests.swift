@@ -134,4 +134,41 @@ final class PromptKernelTests: XCTestCase {
             XCTAssertEqual(dsp, 0)
         }
     }
+
+    /// Mamba's conv and SiLU over a segment (rows_mt.c), with and without bias, segments shorter and longer than
+    /// the taps (the first rows read the conv state), against float64; the same floats on 1–3 threads.
+    func testConvRowsMatchFloat64AndThreadSplits() {
+        let (channels, taps) = (96, 4)
+        for (rows, withBias) in [(2, true), (200, true), (37, false)] {
+            let ldx = 2 * channels  // x is xz's first half, as in the mixer
+            let x = lcgFloats(rows * ldx, seed: 101), state = lcgFloats(taps * channels, seed: 102)
+            let w = lcgFloats(taps * channels, seed: 103), bias = withBias ? lcgFloats(channels, seed: 104) : nil
+            var outs: [[Float]] = []
+            for threads in [1, 2, 3] {
+                BLAS.kernelThreads = threads
+                var u = Matrix(zeros: rows + 3, channels)  // the segment's rows start at row 3 of u
+                x.withUnsafeBufferPointer { xp in
+                    Kernels.convSiluRows(rows: rows, channels: channels, taps: taps, x: xp.baseAddress!, ldx: ldx,
+                                         state: state, weight: w, bias: bias, u: &u, firstRow: 3)
+                }
+                XCTAssertEqual(Array(u.storage[0..<(3 * channels)]), [Float](repeating: 0, count: 3 * channels), "rows before firstRow untouched")
+                outs.append(Array(u.storage[(3 * channels)...]))
+            }
+            var worst = 0.0
+            for t in 0..<rows {
+                for c in 0..<channels {
+                    var s = Double(bias?[c] ?? 0)
+                    for q in 0..<taps {
+                        let src = t - (taps - 1) + q
+                        s += Double(w[q * channels + c]) * Double(src >= 0 ? x[src * ldx + c] : state[(taps + src) * channels + c])
+                    }
+                    worst = max(worst, abs(s / (1 + Foundation.exp(-s)) - Double(outs[0][t * channels + c])))
+                }
+            }
+            let splitDiffs = outs.dropFirst().map { o in zip(o, outs[0]).filter { $0.bitPattern != $1.bitPattern }.count }
+            print("[prompt] conv \(rows) rows × \(channels), bias \(withBias): max |diff| vs float64 \(worst) (tol 1e-5); values differing with 2, 3 threads: \(splitDiffs) (must be 0)")
+            XCTAssertLessThanOrEqual(worst, 1e-5)
+            XCTAssertEqual(splitDiffs, [0, 0])
+        }
+    }
 }

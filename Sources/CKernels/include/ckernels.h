@@ -74,6 +74,12 @@ void jc_swiglu_rows_mt(int threads, int rows, int nbounds, const int *bounds, co
 void jc_softplus_bias_rows_mt(int threads, int rows, int cols, const float *x, int ldx, const float *bias, float *out,
                               int ldo);
 
+/// Mamba's causal depthwise conv and SiLU over a segment's `rows` rows, split across `threads`:
+/// u[t, c] = SiLU(bias[c] + Σ_q w[q, c] · in(t − (taps − 1) + q)[c]), where in(s) is x's row s (stride ldx), or for
+/// s < 0 row taps + s of `state` ([taps, channels], the last inputs before the segment). bias may be NULL.
+void jc_conv_silu_rows_mt(int threads, int rows, int channels, int taps, const float *x, int ldx, const float *state,
+                          const float *w, const float *bias, float *u, int ldu);
+
 /// One part of a job split across the pool.
 typedef void (*jc_part_fn)(void *ctx, int part);
 
