@@ -42,45 +42,35 @@ const float *jc_aligned_rows_mt(int threads, int m, int k, const float *x, int *
 
 #if JC_X86
 /* exp for 8 floats: n = round(x·log2 e); r = x − n·ln 2 (two-part constant); e^r by a degree-6 polynomial;
-   scale by 2^n through the exponent bits. Max relative error ≈ 2 ulp over the clamped range, like Cephes' expf. */
-JC_AVX2 static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+   scale by 2^n through the exponent bits. Max relative error ≈ 2 ulp over the clamped range, like Cephes' expf.
+   The steps are written once (JC_EXP_STEPS) for 8 and 16 lanes, so that a lane of exp8 and of exp16 gives the same
+   float: the scan's 8- and 16-channel kernels must agree. P: the intrinsics' prefix; T, TI: the float and integer
+   vectors; BITS: their width; ROUND: to the nearest integer. */
+#define JC_EXP_STEPS(P, T, TI, BITS, ROUND)                                                                    \
+    x = P##_min_ps(P##_max_ps(x, P##_set1_ps(-87.3f)), P##_set1_ps(88.3f));                                    \
+    const T n = ROUND(P##_mul_ps(x, P##_set1_ps(1.44269504088896341f)));                                       \
+    T r = P##_fnmadd_ps(n, P##_set1_ps(0.693359375f), x);                                                      \
+    r = P##_fnmadd_ps(n, P##_set1_ps(-2.12194440e-4f), r);                                                     \
+    T p = P##_set1_ps(1.9875691500e-4f);                                                                       \
+    p = P##_fmadd_ps(p, r, P##_set1_ps(1.3981999507e-3f));                                                     \
+    p = P##_fmadd_ps(p, r, P##_set1_ps(8.3334519073e-3f));                                                     \
+    p = P##_fmadd_ps(p, r, P##_set1_ps(4.1665795894e-2f));                                                     \
+    p = P##_fmadd_ps(p, r, P##_set1_ps(1.6666665459e-1f));                                                     \
+    p = P##_fmadd_ps(p, r, P##_set1_ps(5.0000001201e-1f));                                                     \
+    p = P##_fmadd_ps(p, P##_mul_ps(r, r), P##_add_ps(r, P##_set1_ps(1.0f)));                                   \
+    const TI e = P##_slli_epi32(P##_add_epi32(P##_cvtps_epi32(n), P##_set1_epi32(127)), 23);                   \
+    return P##_mul_ps(p, P##_castsi##BITS##_ps(e));
+
+#define JC_ROUND8(v) _mm256_round_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+JC_AVX2 static inline __m256 exp8(__m256 x) { JC_EXP_STEPS(_mm256, __m256, __m256i, 256, JC_ROUND8) }
 
 /* AVX-512 code (few_rows_avx512.c, scan_avx512.c, nn_avx512.c) is compiled for it and run only when
    jc_few_rows_level() is 2. */
 #define JC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
 
-/* exp8 on 16 lanes: the same clamp, rounding, two-part reduction, polynomial and scaling, so a lane gives exp8's
-   float. */
-JC_AVX512 static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-}
+/* exp8 on 16 lanes (JC_EXP_STEPS). */
+#define JC_ROUND16(v) _mm512_roundscale_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+JC_AVX512 static inline __m512 exp16(__m512 x) { JC_EXP_STEPS(_mm512, __m512, __m512i, 512, JC_ROUND16) }
 
 JC_AVX2 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -160,31 +160,38 @@ public enum BLAS {
         }
     }
 
+    /// Resizes `out` to x's rows (capacity kept) and runs `body` on the two matrices' storage, unless x has no rows.
+    @inline(__always)
+    private static func withRows(_ x: Matrix, _ out: inout Matrix,
+                                 _ body: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        out.resize(rows: x.rows)
+        guard x.rows > 0 else { return }
+        x.storage.withUnsafeBufferPointer { xp in
+            out.storage.withUnsafeMutableBufferPointer { yp in body(xp.baseAddress!, yp.baseAddress!) }
+        }
+    }
+
     /// out[T, out] = x[T, in] · w[out, in]ᵀ; `out` is resized to T rows (capacity kept).
     public static func linear(_ x: Matrix, _ w: Weights, into out: inout Matrix) {
         precondition(x.cols == w.cols && out.cols == w.rows, "linear: shape mismatch")
-        out.resize(rows: x.rows)
-        guard x.rows > 0 else { return }
         let (m, n, k) = (x.rows, w.rows, w.cols)
-        x.storage.withUnsafeBufferPointer { xp in
-            out.storage.withUnsafeMutableBufferPointer { yp in
-                let (xb, yb) = (xp.baseAddress!, yp.baseAddress!)
-                switch w.storage {
-                case let .f32(v):
-                    v.withUnsafeBufferPointer { wp in
-                        if m <= fewRowsLimit || chunksFewRows(m: m, k: k) {
-                            gemmFewRowsChunked(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, bf16: false, y: yb)
-                        } else {
-                            gemm(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, ldw: k, y: yb, ldy: n)
-                        }
+        let fewRowKernel = m <= fewRowsLimit || chunksFewRows(m: m, k: k)
+        withRows(x, &out) { xb, yb in
+            switch w.storage {
+            case let .f32(v):
+                v.withUnsafeBufferPointer { wp in
+                    if fewRowKernel {
+                        gemmFewRowsChunked(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, bf16: false, y: yb)
+                    } else {
+                        gemm(m: m, n: n, k: k, x: xb, ldx: k, w: wp.baseAddress!, ldw: k, y: yb, ldy: n)
                     }
-                case let .bf16(v):
-                    v.withUnsafeBufferPointer { wp in
-                        if m <= fewRowsLimit || chunksFewRows(m: m, k: k) {
-                            gemmFewRowsChunked(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, bf16: true, y: yb)
-                        } else {
-                            gemmWidened(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, y: yb)
-                        }
+                }
+            case let .bf16(v):
+                v.withUnsafeBufferPointer { wp in
+                    if fewRowKernel {
+                        gemmFewRowsChunked(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, bf16: true, y: yb)
+                    } else {
+                        gemmWidened(m: m, n: n, k: k, x: xb, w: wp.baseAddress!, y: yb)
                     }
                 }
             }
@@ -202,15 +209,11 @@ public enum BLAS {
     /// OpenBLAS 0.3.21 runs ~56 GFLOP/s on the Intel VM (nn_avx512.c, bench/kernels.md §10).
     public static func linear(_ x: Matrix, transposed wT: Matrix, into out: inout Matrix) {
         precondition(x.cols == wT.rows && out.cols == wT.cols, "linear(transposed:): shape mismatch")
-        out.resize(rows: x.rows)
-        guard x.rows > 0 else { return }
         let (m, n, k) = (x.rows, wT.cols, wT.rows)
-        x.storage.withUnsafeBufferPointer { xp in
+        withRows(x, &out) { xb, yb in
             wT.storage.withUnsafeBufferPointer { wp in
-                out.storage.withUnsafeMutableBufferPointer { yp in
-                    jc_gemm_nn_mt(Int32(kernelThreads), Int32(m), Int32(n), Int32(k), 1, xp.baseAddress!, Int32(k),
-                                  wp.baseAddress!, Int32(n), yp.baseAddress!, Int32(n))
-                }
+                jc_gemm_nn_mt(Int32(kernelThreads), Int32(m), Int32(n), Int32(k), 1, xb, Int32(k), wp.baseAddress!,
+                              Int32(n), yb, Int32(n))
             }
         }
     }
