@@ -1,6 +1,7 @@
-// bench_util.h: what the kernel micro-benchmarks in tools/bench share: a clock and their operands.
+// bench_util.h: what the kernel micro-benchmarks in tools/bench share: a clock, their operands, a chunked product.
 #ifndef JC_BENCH_UTIL_H
 #define JC_BENCH_UTIL_H
+#include "ckernels.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,4 +32,17 @@ static inline int operands_alloc(operands *o, int m, int n, int k, int copies) {
 }
 
 static inline void operands_free(operands *o) { free(o->w); free(o->x); free(o->y); free(o->wb); }
+
+/* Seconds for one product y = x · wᵀ through the few-row kernel on 2 threads in chunks of `chunk` rows (as
+   BLAS.gemmFewRowsChunked), over `copies` weight copies in turn (weights fresh from memory). */
+static inline double chunked_seconds(int chunk, int m, int n, int k, const float *x, const void *w, int bf16, int copies,
+                                     float *y) {
+    const size_t wsize = (size_t)n * k * (bf16 ? 2 : 4);
+    const double t0 = now();
+    for (int c = 0; c < copies; c++)
+        for (int q = 0; q < m; q += chunk)
+            jc_gemm_few_rows_mt(2, m - q < chunk ? m - q : chunk, n, k, x + (size_t)q * k, k,
+                                (const char *)w + (size_t)c * wsize, bf16, k, y + (size_t)q * n, n);
+    return (now() - t0) / copies;
+}
 #endif

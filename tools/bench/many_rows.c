@@ -15,13 +15,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-static void chunked(int chunk, int m, int n, int k, const float *x, const void *w, int bf16, float *y) {
-    for (int r = 0; r < m; r += chunk) {
-        const int rows = m - r < chunk ? m - r : chunk;
-        jc_gemm_few_rows_mt(2, rows, n, k, x + (size_t)r * k, k, w, bf16, k, y + (size_t)r * n, n);
-    }
-}
-
 int main(void) {
     const int shapes[][3] = {{128, 5632, 1024}, {128, 1024, 2816}, {96, 5632, 1024}, {192, 1024, 2816}, {512, 5632, 1024},
                              {512, 1024, 2816}, {512, 4096, 1024}, {512, 1024, 2048}, {512, 96, 2048},   {512, 2048, 64}};
@@ -33,7 +26,6 @@ int main(void) {
         operands o;
         if (!operands_alloc(&o, m, n, k, copies)) return 1;
         const float *w = o.w, *x = o.x;
-        const uint16_t *wb = o.wb;
         float *y = o.y;
         double best[5] = {1e9, 1e9, 1e9, 1e9, 1e9};
         for (int r = 0; r < 5; r++) {
@@ -43,14 +35,10 @@ int main(void) {
             double t = (now() - t0) / copies;
             if (t < best[0]) best[0] = t;
             for (int q = 0; q < 3; q++) {
-                t0 = now();
-                for (int c = 0; c < copies; c++) chunked(chunks[q], m, n, k, x, w + (size_t)c * n * k, 0, y);
-                t = (now() - t0) / copies;
+                t = chunked_seconds(chunks[q], m, n, k, x, w, 0, copies, y);
                 if (t < best[1 + q]) best[1 + q] = t;
             }
-            t0 = now();
-            for (int c = 0; c < copies; c++) chunked(32, m, n, k, x, wb + (size_t)c * n * k, 1, y);
-            t = (now() - t0) / copies;
+            t = chunked_seconds(32, m, n, k, x, o.wb, 1, copies, y);
             if (t < best[4]) best[4] = t;
         }
         const double f = 2.0 * m * n * k / 1e9;

@@ -18,17 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Seconds for one product in chunks of `chunk` rows, over `copies` weight copies in turn (weights from memory). */
-static double product_time(int chunk, int m, int n, int k, const float *x, const void *w, int bf16, int copies, float *y) {
-    const size_t wsize = (size_t)n * k * (bf16 ? 2 : 4);
-    const double t0 = now();
-    for (int c = 0; c < copies; c++)
-        for (int q = 0; q < m; q += chunk)
-            jc_gemm_few_rows_mt(2, m - q < chunk ? m - q : chunk, n, k, x + (size_t)q * k, k,
-                                (const char *)w + (size_t)c * wsize, bf16, k, y + (size_t)q * n, n);
-    return (now() - t0) / copies;
-}
-
 /* The variants of one shape alternate within each of 9 rounds, and each keeps its best round: this VM's speed
    drifts by a third within minutes, so variants timed one after another compare the drift, not the code. */
 static int kblocks(void) {
@@ -41,16 +30,13 @@ static int kblocks(void) {
         const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
         operands o;
         if (!operands_alloc(&o, m, n, k, copies)) return 1;
-        const float *w = o.w, *x = o.x;
-        const uint16_t *wb = o.wb;
-        float *y = o.y;
         for (int bf = 0; bf <= 1; bf++) {
             double best[nv];
             for (int v = 0; v < nv; v++) best[v] = 1e9;
             for (int round = 0; round < 9; round++)
                 for (int v = 0; v < nv; v++) {
                     jc_set_few_rows_kblock(variants[v][0]);
-                    const double t = product_time(variants[v][1], m, n, k, x, bf ? (const void *)wb : w, bf, copies, y);
+                    const double t = chunked_seconds(variants[v][1], m, n, k, o.x, bf ? (const void *)o.wb : o.w, bf, copies, o.y);
                     if (t < best[v]) best[v] = t;
                 }
             printf("%4d x %5d x %5d %s:", m, n, k, bf ? "bf16" : "f32 ");
@@ -98,7 +84,7 @@ static int alignments(void) {
             for (int v = 0; v < nv; v++) best[v] = 1e9;
             for (int round = 0; round < 9; round++)
                 for (int v = 0; v < nv; v++) {
-                    const double t = product_time(64, m, n, k, x[v], w[v], bf, copies, y);
+                    const double t = chunked_seconds(64, m, n, k, x[v], w[v], bf, copies, y);
                     if (t < best[v]) best[v] = t;
                 }
             printf("%4d x %5d x %5d %s:", m, n, k, bf ? "bf16" : "f32 ");
@@ -125,19 +111,12 @@ int main(int argc, char **argv) {
         const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], chunk = k <= 1024 ? 64 : 32;
         operands o;
         if (!operands_alloc(&o, m, n, k, copies)) return 1;
-        const float *w = o.w, *x = o.x;
-        float *y = o.y;
         printf("%4d x %5d x %5d:", m, n, k);
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; t++) {
             jc_set_few_rows_tile(tiles[t][0], tiles[t][1]);
             double best = 1e9;
             for (int r = 0; r < 5; r++) {
-                const double t0 = now();
-                for (int c = 0; c < copies; c++)
-                    for (int q = 0; q < m; q += chunk)
-                        jc_gemm_few_rows_mt(2, m - q < chunk ? m - q : chunk, n, k, x + (size_t)q * k, k,
-                                            w + (size_t)c * n * k, 0, k, y + (size_t)q * n, n);
-                const double e = (now() - t0) / copies;
+                const double e = chunked_seconds(chunk, m, n, k, o.x, o.w, 0, copies, o.y);
                 if (e < best) best = e;
             }
             printf(" %dx%d %5.1f", tiles[t][0], tiles[t][1], 2.0 * m * n * k / 1e9 / best);
